@@ -1,0 +1,96 @@
+"""The planner's predicted peak memory per process vs the peak measured on real CPU runs.
+
+    python benchmarks/planner_vs_measured.py [--steps 4] [--only tiny]
+
+Each run trains a recipe for a few steps through the same command builder as `orpo-dist launch`
+(benchmarks/rank_stats.py records each rank's peak resident memory, VmHWM) on rows long enough to
+fill max_length, as the planner assumes. The prediction is `orpo-dist plan` for CPU processes
+(fp32, a per-process baseline included). Goal: within 20%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from orpo_dist.launcher.command import Layout, build
+from orpo_dist.planner import Hardware, plan_recipe
+from orpo_dist.recipe import check_without_hardware
+
+REPO = Path(__file__).resolve().parent.parent
+ENTRY = str(REPO / "benchmarks" / "rank_stats.py")
+TINY = str(REPO / "launch/recipes/tiny.yaml")
+DEMO = str(REPO / "launch/recipes/smollm2-demo.yaml")
+SMOL_FULL = ["--use_peft", "false"]
+QLORA = ["--load_in_4bit", "true"]
+# (name, recipe, strategy, processes, overrides)
+RUNS = [
+    ("tiny full", TINY, "single", 1, []),
+    ("tiny full", TINY, "ddp", 2, []),
+    ("tiny full", TINY, "zero2", 2, []),
+    ("tiny full", TINY, "zero3", 2, []),
+    ("smollm2 full", DEMO, "single", 1, SMOL_FULL),
+    ("smollm2 lora", DEMO, "single", 1, []),
+    ("smollm2 qlora", DEMO, "single", 1, QLORA),
+    ("smollm2 lora", DEMO, "zero3", 2, []),
+]
+
+
+def long_rows(path: Path, words: int) -> None:
+    """Short prompts with answers longer than max_length: every sequence is cut to max_length."""
+    filler = " ".join(["the quick brown fox jumps over the lazy dog"] * (words // 9 + 1))
+    rows = [{"prompt": f"Tell story {i}.", "chosen": f"Story {i}: {filler}", "rejected": f"Tale {i}: {filler}"}
+            for i in range(64)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def measure(recipe, strategy, procs, overrides, data, steps, port) -> float | str:
+    with tempfile.TemporaryDirectory() as tmp:
+        stats = Path(tmp) / "stats"
+        args = ["--dataset_name", str(data), "--dataset_test_split", "none", "--eval_split_size", "0",
+                "--output_dir", f"{tmp}/run", "--max_steps", str(steps), "--save_strategy", "no",
+                "--logging_steps", str(steps), *overrides]
+        command = build(strategy, Layout(procs, main_process_port=port), recipe, args, entry=(ENTRY,))
+        done = subprocess.run(command.argv, env={**os.environ, **command.env, "STATS_DIR": str(stats)},
+                              cwd=REPO, capture_output=True, text=True)
+        if done.returncode != 0:
+            return "failed: " + (done.stderr.strip().splitlines() or ["?"])[-1][:100]
+        return max(json.loads(p.read_text())["peak_rss_gib"] for p in stats.glob("rank*.json"))
+
+
+def predict(recipe, strategy, procs, overrides) -> float:
+    values = check_without_hardware(recipe, overrides)
+    hardware = Hardware(gpus_per_node=procs, nodes=1, gpu_mem_gib=20.0, device="cpu")
+    plan, _ = plan_recipe(values, hardware)
+    return plan.strategy(strategy).peak / 2**30
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--only", help="run only the rows whose name contains this")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "long.jsonl"
+        long_rows(data, words=400)
+        print(f"{'run':<14}{'strategy':<10}{'procs':>6}{'predicted GiB':>15}{'measured GiB':>14}{'ratio':>8}")
+        for i, (name, recipe, strategy, procs, overrides) in enumerate(RUNS):
+            if args.only and args.only not in name:
+                continue
+            predicted = predict(recipe, strategy, procs, overrides)
+            measured = measure(recipe, strategy, procs, overrides, data, args.steps, 29700 + i)
+            if isinstance(measured, str):
+                print(f"{name:<14}{strategy:<10}{procs:>6}{predicted:>15.2f}  {measured}", flush=True)
+            else:
+                print(f"{name:<14}{strategy:<10}{procs:>6}{predicted:>15.2f}{measured:>14.2f}"
+                      f"{predicted / measured:>8.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""`orpo-dist` command: dispatches to one module per subcommand.
+
+Each subcommand module exposes `main(argv: list[str]) -> int`. Imports are lazy so that
+`orpo-dist --help` and the launch/submit/plan commands don't pay for importing torch + TRL.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from .errors import UserError
+
+COMMANDS = {
+    "train": ("orpo_dist.train", "train with ORPO in this process (also the per-process entry point)"),
+    "data": ("orpo_dist.data.cli", "inspect a preference dataset: `orpo-dist data check DATASET`"),
+    "eval": ("orpo_dist.eval.cli", "score held-out pairs for a base and a trained model, side by side"),
+    "demo": ("orpo_dist.demo", "align SmolLM2-135M-Instruct on the bundled preference set, then evaluate"),
+    "launch": ("orpo_dist.launcher.cli", "run a recipe over several processes with accelerate + DeepSpeed"),
+    "submit": ("orpo_dist.slurm.cli", "submit a recipe to Slurm through submitit"),
+    "plan": ("orpo_dist.planner.cli", "predict memory per GPU and recommend a strategy"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: orpo-dist COMMAND [ARGS...]", "", "commands:"]
+    lines += [f"  {name:<8} {helptext}" for name, (_, helptext) in COMMANDS.items()]
+    lines += ["", "Run `orpo-dist COMMAND --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from . import __version__
+
+        print(f"orpo-dist {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"orpo-dist: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    try:
+        module = importlib.import_module(COMMANDS[name][0])
+        return int(module.main(rest) or 0)
+    except UserError as err:
+        print(f"orpo-dist {name}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"orpo-dist {name}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,299 @@
+"""Row formats: detect which one a dataset uses and turn each row into a `Pair`, or say why not.
+
+- standard:       prompt / chosen / rejected strings
+- conversational: lists of {role, content} messages; without a prompt, chosen/rejected are whole
+                  conversations sharing everything but their final assistant message
+- hh:             HH-RLHF transcripts in chosen / rejected only (see hh.py)
+- sharegpt:       `conversations` = [{from, value}, ...] as the prompt; chosen/rejected one
+                  {from, value} message or a string
+Any of them can come under other column names through `dataset_columns`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import UserError
+from . import hh
+from .report import (
+    BAD_MESSAGES,
+    EMPTY_ANSWER,
+    EMPTY_PROMPT,
+    IDENTICAL,
+    MISSING_VALUE,
+    NON_STRING,
+    NON_STRING_PROMPT,
+    BadRowError,
+    DataUnusable,
+)
+
+FORMATS = ("standard", "conversational", "hh", "sharegpt")
+FIELDS = ("prompt", "chosen", "rejected", "conversations")
+REQUIRED = {
+    "standard": ("prompt", "chosen", "rejected"),
+    "conversational": ("chosen", "rejected"),
+    "hh": ("chosen", "rejected"),
+    "sharegpt": ("conversations", "chosen", "rejected"),
+}
+DESCRIPTION = {
+    "standard": "standard (prompt/chosen/rejected strings)",
+    "conversational": "conversational ({role, content} messages)",
+    "hh": "hh (HH-RLHF transcripts in chosen/rejected)",
+    "sharegpt": "sharegpt (conversations of {from, value} + chosen/rejected)",
+}
+ROLES = ("system", "user", "assistant", "tool")
+SHAREGPT_ROLES = {
+    "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "model": "assistant",
+    "bot": "assistant", "chatgpt": "assistant", "system": "system",
+}  # fmt: skip
+# Column names that usually mean prompt/chosen/rejected, for the hint in the missing-column error.
+SYNONYMS = {
+    "prompt": ["question", "instruction", "input", "query", "context", "history", "prompt_text"],
+    "chosen": ["response_j", "good", "preferred", "accepted", "better", "winner", "positive", "pos", "win"],
+    "rejected": ["response_k", "bad", "dispreferred", "worse", "loser", "negative", "neg", "lose"],
+}
+_SAMPLE = 200
+
+
+@dataclass
+class Pair:
+    prompt: str | list[dict[str, str]]  # a string only for standard rows (kept verbatim without a template)
+    chosen: str
+    rejected: str
+
+
+# ---------------------------------------------------------------- columns and detection
+
+
+def column_map(mapping: dict[str, str] | None) -> dict[str, str]:
+    """field -> source column, for every field."""
+    mapping = dict(mapping or {})
+    unknown = [k for k in mapping if k not in FIELDS]
+    if unknown:
+        raise UserError(
+            f"dataset_columns: unknown field(s) {', '.join(map(repr, unknown))}; it maps "
+            "prompt/chosen/rejected (and conversations, for sharegpt) to your column names, "
+            "e.g. --dataset_columns prompt=question,chosen=good,rejected=bad"
+        )
+    return {f: str(mapping.get(f, f)) for f in FIELDS}
+
+
+def detect_format(rows: list[dict], columns: list[str], cols: dict[str, str], forced: str = "auto") -> str:
+    present = set(columns)
+
+    def has(f):
+        return cols[f] in present
+
+    if forced not in ("auto", None, ""):
+        if forced not in FORMATS:
+            raise UserError(f"dataset_format must be auto or one of {', '.join(FORMATS)}, got {forced!r}")
+        missing = [f for f in REQUIRED[forced] if not has(f)]
+        if missing:
+            raise missing_columns(missing, columns, cols, forced)
+        return forced
+    if has("conversations") and has("chosen") and has("rejected"):
+        return "sharegpt"
+    if has("chosen") and has("rejected"):
+        kind = _majority_kind(rows, cols["chosen"])
+        if kind in ("list", "dict"):
+            return "conversational"
+        if kind == "str" and has("prompt"):
+            return "conversational" if _majority_kind(rows, cols["prompt"]) == "list" else "standard"
+        if has("prompt"):
+            return "standard"  # odd types: every row gets reported
+        values = [v for v in _values(rows, cols["chosen"]) if isinstance(v, str)]
+        if values and sum(map(hh.looks_like_hh, values)) * 2 > len(values):
+            return "hh"
+    raise missing_columns([f for f in ("prompt", "chosen", "rejected") if not has(f)], columns, cols, "standard")
+
+
+def _values(rows, column):
+    return [r[column] for r in rows[:_SAMPLE] if r.get(column) is not None]
+
+
+def _majority_kind(rows, column) -> str | None:
+    kinds = Counter(type(v).__name__ for v in _values(rows, column))
+    return kinds.most_common(1)[0][0] if kinds else None
+
+
+def missing_columns(missing: list[str], columns: list[str], cols: dict[str, str], fmt: str) -> DataUnusable:
+    named = [f"'{cols[f]}' (mapped to {f} by dataset_columns)" if cols[f] != f else f"'{f}'" for f in missing]
+    needed = REQUIRED[fmt] if fmt != "standard" else ("prompt", "chosen", "rejected")
+    suggestion = _suggest(needed, columns, cols)
+    cli = ",".join(f"{k}={v}" for k, v in suggestion.items())
+    yaml = ", ".join(f"{k}: {v}" for k, v in suggestion.items())
+    return DataUnusable(
+        f"the dataset has no column {_either(named)}; the {DESCRIPTION[fmt]} format needs "
+        f"{', '.join(needed)}.\n"
+        f"  Columns present: {', '.join(columns) if columns else '(none)'}.\n"
+        f"  Map your columns onto {'/'.join(needed)}:\n"
+        f"    --dataset_columns {cli}\n"
+        f"    or in the YAML recipe: dataset_columns: {{{yaml}}}\n"
+        "  (HH-RLHF transcripts with only chosen/rejected: --dataset_format hh; "
+        "ShareGPT `conversations`: --dataset_format sharegpt)"
+    )
+
+
+def _either(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def _suggest(needed, columns, cols) -> dict[str, str]:
+    taken = {cols[f] for f in needed if cols[f] in columns}
+    free = [c for c in columns if c not in taken]
+    out = {}
+    for f in needed:
+        if cols[f] in columns:
+            if cols[f] != f:
+                out[f] = cols[f]
+            continue
+        lowered = {c.lower(): c for c in free}
+        guess = next((c for c in free if f in c.lower()), None)
+        guess = guess or next((lowered[s] for s in SYNONYMS.get(f, []) if s in lowered), None)
+        if guess:
+            free.remove(guess)
+        out[f] = guess or "YOUR_COLUMN"
+    return out
+
+
+# ---------------------------------------------------------------- rows
+
+
+def to_pair(row: dict[str, Any], fmt: str, cols: dict[str, str]) -> Pair:
+    """The row as a Pair, or BadRowError saying what is wrong with it."""
+    get = {f: row.get(cols[f]) for f in FIELDS}
+    for f in REQUIRED[fmt]:
+        if get[f] is None:
+            raise BadRowError(MISSING_VALUE, f"{f} is missing or null")
+    if fmt == "standard":
+        pair = _standard(get["prompt"], get["chosen"], get["rejected"])
+    elif fmt == "hh":
+        for f in ("chosen", "rejected"):
+            _require_string(get[f], f)
+        pair = Pair(*hh.split_pair(get["chosen"], get["rejected"]))
+    elif fmt == "sharegpt":
+        pair = _sharegpt(get["conversations"], get["chosen"], get["rejected"])
+    else:
+        pair = _conversational(get["prompt"], get["chosen"], get["rejected"])
+    return _checked(pair)
+
+
+def _require_string(value, name) -> None:
+    if not isinstance(value, str):
+        raise BadRowError(NON_STRING, f"{name} is a {type(value).__name__}, expected a string")
+
+
+def _standard(prompt, chosen, rejected) -> Pair:
+    _require_string(chosen, "chosen")
+    _require_string(rejected, "rejected")
+    if not isinstance(prompt, str):
+        raise BadRowError(NON_STRING_PROMPT, f"prompt is a {type(prompt).__name__}, expected a string")
+    return Pair(prompt, chosen, rejected)
+
+
+def _content(value, where: str) -> str:
+    if isinstance(value, list) and all(isinstance(p, dict) and p.get("type") == "text" for p in value):
+        value = "".join(str(p.get("text", "")) for p in value)  # [{"type": "text", "text": ...}] parts
+    if not isinstance(value, str):
+        raise BadRowError(BAD_MESSAGES, f"{where} content is a {type(value).__name__}, expected a string")
+    return value
+
+
+def _message(m, where: str) -> dict[str, str]:
+    if not isinstance(m, dict) or "role" not in m or "content" not in m:
+        raise BadRowError(BAD_MESSAGES, f"{where} is not a {{role, content}} message")
+    if m["role"] not in ROLES:
+        raise BadRowError(BAD_MESSAGES, f"{where} has role {m['role']!r}; expected one of {', '.join(ROLES)}")
+    return {"role": m["role"], "content": _content(m["content"], where)}
+
+
+def _messages(value, name: str, default_role: str) -> list[dict[str, str]]:
+    """A message list from a list of messages, one message, or a plain string."""
+    if isinstance(value, str):
+        return [{"role": default_role, "content": value}]
+    if isinstance(value, dict):
+        return [_message(value, name)]
+    if isinstance(value, list):
+        return [_message(m, f"{name}[{i}]") for i, m in enumerate(value)]
+    raise BadRowError(NON_STRING, f"{name} is a {type(value).__name__}, expected messages or a string")
+
+
+def _conversational(prompt, chosen, rejected) -> Pair:
+    chosen_msgs = _messages(chosen, "chosen", "assistant")
+    rejected_msgs = _messages(rejected, "rejected", "assistant")
+    for name, msgs in (("chosen", chosen_msgs), ("rejected", rejected_msgs)):
+        if not msgs:
+            raise BadRowError(EMPTY_ANSWER, f"{name} is an empty list")
+    if len(chosen_msgs) > 1 or len(rejected_msgs) > 1:
+        # Whole conversations: the prompt is what they share before the final message.
+        if chosen_msgs[:-1] != rejected_msgs[:-1]:
+            raise BadRowError(
+                BAD_MESSAGES, "chosen and rejected conversations differ before their final message"
+            )
+        prompt_msgs = chosen_msgs[:-1]
+    elif prompt is None:
+        raise BadRowError(
+            MISSING_VALUE, "no prompt: chosen/rejected hold a single message and the prompt is missing"
+        )
+    else:
+        prompt_msgs = _messages(prompt, "prompt", "user")
+    for name, msgs in (("chosen", chosen_msgs), ("rejected", rejected_msgs)):
+        if msgs[-1]["role"] != "assistant":
+            raise BadRowError(
+                BAD_MESSAGES, f"the {name} answer is a {msgs[-1]['role']!r} message, expected 'assistant'"
+            )
+    return Pair(prompt_msgs, chosen_msgs[-1]["content"], rejected_msgs[-1]["content"])
+
+
+def _sharegpt_message(m, where: str) -> dict[str, str]:
+    if isinstance(m, dict) and "role" in m and "from" not in m:
+        return _message(m, where)
+    if not isinstance(m, dict) or "from" not in m or "value" not in m:
+        raise BadRowError(BAD_MESSAGES, f"{where} is not a {{from, value}} message")
+    role = SHAREGPT_ROLES.get(str(m["from"]).lower())
+    if role is None:
+        raise BadRowError(
+            BAD_MESSAGES, f"{where} is from {m['from']!r}; expected human, gpt or system"
+        )
+    return {"role": role, "content": _content(m["value"], where)}
+
+
+def _sharegpt_answer(value, name: str) -> str:
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        message = _sharegpt_message(value, name)
+        if message["role"] != "assistant":
+            raise BadRowError(BAD_MESSAGES, f"{name} is a {message['role']!r} message, expected gpt")
+        return message["content"]
+    raise BadRowError(NON_STRING, f"{name} is a {type(value).__name__}, expected one {{from, value}} message or a string")
+
+
+def _sharegpt(conversations, chosen, rejected) -> Pair:
+    if not isinstance(conversations, list):
+        raise BadRowError(BAD_MESSAGES, f"conversations is a {type(conversations).__name__}, expected a list")
+    prompt = [_sharegpt_message(m, f"conversations[{i}]") for i, m in enumerate(conversations)]
+    return Pair(prompt, _sharegpt_answer(chosen, "chosen"), _sharegpt_answer(rejected, "rejected"))
+
+
+def _checked(pair: Pair) -> Pair:
+    if isinstance(pair.prompt, str):
+        if not pair.prompt.strip():
+            raise BadRowError(EMPTY_PROMPT, "prompt is empty")
+    else:
+        if not any(m["content"].strip() for m in pair.prompt if m["role"] != "system"):
+            raise BadRowError(EMPTY_PROMPT, "the prompt has no non-empty user message")
+        if pair.prompt[-1]["role"] not in ("user", "tool"):
+            raise BadRowError(
+                BAD_MESSAGES, f"the prompt ends with a {pair.prompt[-1]['role']!r} message; it must end with the user's turn"
+            )
+    for name in ("chosen", "rejected"):
+        if not getattr(pair, name).strip():
+            raise BadRowError(EMPTY_ANSWER, f"{name} is empty")
+    if pair.chosen.strip() == pair.rejected.strip():
+        raise BadRowError(IDENTICAL, "chosen and rejected are the same text")
+    return pair

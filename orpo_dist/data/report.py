@@ -1,0 +1,129 @@
+"""What the data layer found: bad rows with their location and reason, counts and token lengths.
+
+Pure Python (no torch, no datasets) so that the CLI can import it cheaply.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+from ..errors import UserError
+
+# Reason categories, in the order they are listed in summaries.
+BROKEN_JSON = "broken JSON"
+MISSING_VALUE = "missing value"
+NON_STRING = "non-string answer"
+NON_STRING_PROMPT = "non-string prompt"
+EMPTY_ANSWER = "empty answer"
+EMPTY_PROMPT = "empty prompt"
+IDENTICAL = "identical answers"
+BAD_MESSAGES = "bad messages"
+MALFORMED_TRANSCRIPT = "malformed transcript"
+TEMPLATE_FAILED = "chat template failed"
+PROMPT_TOO_LONG = "prompt too long"
+TOKENIZATION = "tokenization mismatch"
+
+STRICT_LIST = 20  # bad rows listed in a --dataset_strict error
+
+
+class DataUnusable(UserError):
+    """The data cannot train as given (missing column, no good row, strict mode with bad rows).
+    `orpo-dist data check` exits 1 on these; everywhere else they are ordinary UserErrors."""
+
+
+class BadRowError(Exception):
+    """Raised inside the per-row converters; turned into a BadRow by the caller."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class BadRow:
+    split: str
+    where: str  # "line 87", "row 12", "train-00001.parquet row 3"
+    number: int  # 1-based line/row number in its source file or split
+    reason: str  # one of the categories above
+    detail: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.split} {self.where}: {self.reason}"
+        return f"{text} ({self.detail})" if self.detail else text
+
+
+@dataclass
+class SplitReport:
+    name: str
+    total: int = 0
+    bad: list[BadRow] = field(default_factory=list)
+    # Token counts of the good rows as ORPOTrainer.tokenize_row will see them (empty without tokenizer).
+    prompt_tokens: list[int] = field(default_factory=list)
+    chosen_tokens: list[int] = field(default_factory=list)
+    rejected_tokens: list[int] = field(default_factory=list)
+    truncated: int = 0  # good rows whose prompt + longer answer exceeds max_length (answers get cut)
+
+    @property
+    def good(self) -> int:
+        return self.total - len(self.bad)
+
+    def reason_counts(self) -> Counter:
+        return Counter(row.reason for row in self.bad)
+
+    def reasons_text(self) -> str:
+        return ", ".join(f"{n} {reason}" for reason, n in sorted(self.reason_counts().items(), key=_by_count))
+
+    def dropped_line(self, check_command: str) -> str:
+        return f"dropped {len(self.bad)} of {self.total} rows ({self.reasons_text()}); see `{check_command}`"
+
+    def length_table(self) -> list[tuple[str, dict[str, int]]]:
+        if not self.prompt_tokens:
+            return []
+        longer = [p + max(c, r) for p, c, r in zip(self.prompt_tokens, self.chosen_tokens, self.rejected_tokens)]
+        columns = [
+            ("prompt", self.prompt_tokens),
+            ("chosen", self.chosen_tokens),
+            ("rejected", self.rejected_tokens),
+            ("prompt+longer answer", longer),
+        ]
+        return [(name, percentiles(values)) for name, values in columns]
+
+
+@dataclass
+class DataReport:
+    source: str
+    format: str = "?"
+    rendering: str = "?"  # "chat template" or "plain text"
+    max_length: int | None = None
+    splits: dict[str, SplitReport] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def bad_rows(self) -> list[BadRow]:
+        return [row for split in self.splits.values() for row in split.bad]
+
+
+def _by_count(item):
+    reason, n = item
+    return (-n, reason)
+
+
+def percentiles(values: list[int]) -> dict[str, int]:
+    """Nearest-rank p50/p90/p99/max."""
+    ordered = sorted(values)
+    n = len(ordered)
+    out = {}
+    for label, q in (("p50", 0.50), ("p90", 0.90), ("p99", 0.99)):
+        out[label] = ordered[max(0, min(n - 1, math.ceil(q * n) - 1))]
+    out["max"] = ordered[-1]
+    return out
+
+
+def format_bad_rows(rows: list[BadRow], limit: int) -> list[str]:
+    lines = [f"  {row}" for row in rows[:limit]]
+    if len(rows) > limit:
+        lines.append(f"  ... and {len(rows) - limit} more bad rows")
+    return lines

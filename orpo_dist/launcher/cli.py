@@ -1,0 +1,101 @@
+"""`orpo-dist launch`: run a recipe over several processes with accelerate (+ DeepSpeed ZeRO).
+
+Builds the `accelerate launch ... -m orpo_dist.train --config RECIPE` command for a strategy and
+runs it (or prints it with --dry-run). Without GPUs the same strategies run as CPU processes over
+gloo, with the settings that make the ranks really synchronise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+
+from ..errors import UserError
+from ..stop_protocol import EXIT_STOPPED, STOPPED_FILE
+from .command import STRATEGIES, build, gpu_count, ignore_stop_signals, layout_from_env
+
+EPILOG = """examples:
+  orpo-dist launch --strategy zero3 --num-processes 2 launch/recipes/tiny.yaml
+  orpo-dist launch --strategy ddp --num-processes 8 launch/recipes/llama3-8b-qlora.yaml --learning_rate 5e-6
+  # two machines, 8 GPUs each; run on each node (rank from the flag or MACHINE_RANK/NODE_RANK):
+  orpo-dist launch --strategy zero3 --num-processes 16 --num-machines 2 --machine-rank 0 \\
+      --main-process-ip 10.0.0.1 RECIPE
+  orpo-dist launch --dry-run --strategy zero2 --num-processes 4 RECIPE   # print the command only
+"""
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="orpo-dist launch", description=__doc__, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--strategy", default="auto", choices=[*STRATEGIES, "auto"],
+                   help="how to spread the run (default auto: the planner picks the fastest that fits)")
+    p.add_argument("--num-processes", type=int,
+                   help="processes over all machines (default: GPUs here x machines, or 1 without GPUs)")
+    p.add_argument("--num-machines", type=int, default=1)
+    p.add_argument("--machine-rank", type=int, help="this machine's rank (default: MACHINE_RANK/NODE_RANK)")
+    p.add_argument("--main-process-ip", help="rank-0 machine's address (default: MASTER_ADDR)")
+    p.add_argument("--main-process-port", type=int, help="rendezvous port (default: MASTER_PORT or 29500)")
+    p.add_argument("--gpu-mem", type=float, help="GiB per GPU for --strategy auto (default: measured)")
+    p.add_argument("--force", action="store_true", help="launch even if the planner says it will not fit")
+    p.add_argument("--dry-run", action="store_true", help="print the command and exit")
+    p.add_argument("recipe", help="YAML recipe (see launch/recipes/)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args, overrides = make_parser().parse_known_args(argv)
+    from ..recipe import check_without_hardware
+
+    values = check_without_hardware(args.recipe, overrides)  # fail before any process starts
+    layout = layout_from_env(args.num_processes, args.num_machines, args.machine_rank,
+                             args.main_process_ip, args.main_process_port)
+    strategy = args.strategy
+    if strategy == "auto" or not args.force:
+        from ..planner import detect_hardware
+        from .auto import choose_strategy
+
+        hardware = detect_hardware(layout.num_processes, layout.num_machines, args.gpu_mem)
+        strategy = choose_strategy(strategy, values, hardware, args.force)
+    command = build(strategy, layout, args.recipe, overrides)
+    print(f"orpo-dist launch: {strategy} x {layout.num_processes} process(es)"
+          f"{' on ' + str(layout.num_machines) + ' machines' if layout.num_machines > 1 else ''}"
+          f"{'' if gpu_count() else ' (CPU processes over gloo)'}", flush=True)
+    print(command.shell(), flush=True)
+    if args.dry_run:
+        return 0
+    return run(command, values.get("output_dir"))
+
+
+def run(command, output_dir: str | None = None) -> int:
+    """Run the launcher in its own process group and pass SIGTERM/SIGINT/SIGUSR1/2 on to it: the
+    training processes checkpoint and stop on SIGUSR1/2 (the launchers in between ignore them)."""
+    proc = subprocess.Popen(command.argv, env={**os.environ, **command.env}, start_new_session=True,
+                            preexec_fn=ignore_stop_signals)
+
+    def forward(signum, _frame):
+        try:
+            os.killpg(proc.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)}
+    try:
+        code = proc.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    # torchrun reports any rank's non-zero status as 1: the marker file tells a requested stop apart.
+    if code == EXIT_STOPPED or (output_dir and (Path(output_dir) / STOPPED_FILE).exists()):
+        print("orpo-dist launch: the run checkpointed and stopped on request; continue it with --resume", flush=True)
+        return code
+    if code != 0:
+        raise UserError(f"training exited with status {code} (its own error is printed above)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

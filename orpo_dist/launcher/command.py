@@ -1,0 +1,141 @@
+"""Build the `accelerate launch` command (and its environment) for a strategy.
+
+Launching layer only: it turns a strategy, a process/machine layout and a recipe path into a
+command line; it never looks inside ORPO. The per-process entry point is `-m orpo_dist.train`.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import UserError
+
+STRATEGIES = ("single", "ddp", "zero2", "zero3", "zero3-offload", "zero3-offload-all")
+DEEPSPEED = {"zero2", "zero3", "zero3-offload", "zero3-offload-all"}
+DEFAULT_PORT = 29500
+
+
+def project_home() -> Path:
+    """Folder holding launch/accelerate/ and ds_configs/ (the repo root for an editable install)."""
+    candidates = [os.environ.get("ORPO_DIST_HOME"), Path(__file__).resolve().parents[2], Path.cwd()]
+    for candidate in filter(None, candidates):
+        if (Path(candidate) / "ds_configs").is_dir() and (Path(candidate) / "launch" / "accelerate").is_dir():
+            return Path(candidate).resolve()
+    raise UserError(
+        "cannot find the launch/accelerate/ and ds_configs/ folders: install orpo-dist from a clone "
+        "(pip install -e .) or set ORPO_DIST_HOME to the clone's root"
+    )
+
+
+@dataclass
+class Layout:
+    """How many processes where. Multi-node values come from flags or each node's own environment."""
+
+    num_processes: int  # in total, over all machines (accelerate's convention)
+    num_machines: int = 1
+    machine_rank: int = 0
+    main_process_ip: str | None = None
+    main_process_port: int = DEFAULT_PORT
+
+
+@dataclass
+class LaunchCommand:
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)  # added to the caller's environment
+
+    def shell(self) -> str:
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(self.env.items()))
+        return (env + " " if env else "") + shlex.join(self.argv)
+
+
+def ignore_stop_signals() -> None:
+    """preexec_fn for launcher subprocesses: accelerate and torchrun's agent would die of
+    SIGUSR1/2 (Slurm signals every process of a job before its limit). Ignoring them is inherited
+    by the training processes, which install their own checkpoint-and-stop handler."""
+    import signal
+
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+
+
+def gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return 0
+
+
+def layout_from_env(num_processes: int | None, num_machines: int, machine_rank: int | None,
+                    main_process_ip: str | None, main_process_port: int | None,
+                    environ: dict[str, str] | None = None) -> Layout:
+    """Fill what the flags left out from this node's environment (never from a constant)."""
+    env = os.environ if environ is None else environ
+    if num_machines < 1:
+        raise UserError(f"--num-machines must be at least 1, got {num_machines}")
+    if num_processes is None:
+        num_processes = max(gpu_count(), 1) * num_machines
+    if num_processes < 1:
+        raise UserError(f"--num-processes must be at least 1, got {num_processes}")
+    if num_processes % num_machines:
+        raise UserError(f"--num-processes {num_processes} (the total) does not divide over {num_machines} machines")
+    if machine_rank is None:
+        for name in ("MACHINE_RANK", "NODE_RANK", "GROUP_RANK"):
+            if env.get(name, "").isdigit():
+                machine_rank = int(env[name])
+                break
+    main_process_ip = main_process_ip or env.get("MASTER_ADDR") or env.get("MAIN_PROCESS_IP")
+    if main_process_port is None:
+        main_process_port = int(env.get("MASTER_PORT") or env.get("MAIN_PROCESS_PORT") or DEFAULT_PORT)
+    if num_machines > 1:
+        if machine_rank is None:
+            raise UserError(
+                "a multi-machine launch needs this machine's rank: pass --machine-rank R or set "
+                "MACHINE_RANK/NODE_RANK in each node's environment (under Slurm, `orpo-dist submit` does it)"
+            )
+        if not main_process_ip:
+            raise UserError("a multi-machine launch needs --main-process-ip (or MASTER_ADDR): the rank-0 node's address")
+    machine_rank = machine_rank or 0
+    if not 0 <= machine_rank < num_machines:
+        raise UserError(f"--machine-rank {machine_rank} is outside 0..{num_machines - 1}")
+    return Layout(num_processes, num_machines, machine_rank, main_process_ip, main_process_port)
+
+
+def build(strategy: str, layout: Layout, recipe: str, overrides: list[str], on_gpu: bool | None = None,
+          entry: tuple[str, ...] = ("-m", "orpo_dist.train")) -> LaunchCommand:
+    """`entry` is what each process runs: orpo-dist's trainer unless a caller (a test probe) says otherwise."""
+    if strategy not in STRATEGIES:
+        raise UserError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)} or auto")
+    if strategy == "single" and layout.num_processes != 1:
+        raise UserError(f"strategy single runs one process, not {layout.num_processes}: use ddp or a ZeRO strategy")
+    on_gpu = gpu_count() > 0 if on_gpu is None else on_gpu
+    home = project_home()
+    argv = [sys.executable, "-m", "accelerate.commands.launch",
+            "--config_file", str(home / "launch" / "accelerate" / f"{strategy}.yaml"),
+            "--num_processes", str(layout.num_processes),
+            "--num_machines", str(layout.num_machines)]
+    if strategy in DEEPSPEED:
+        argv += ["--deepspeed_config_file", str(home / "ds_configs" / f"{strategy}.json")]
+    if layout.num_machines > 1:
+        argv += ["--machine_rank", str(layout.machine_rank), "--main_process_ip", str(layout.main_process_ip),
+                 "--main_process_port", str(layout.main_process_port)]
+    elif strategy != "single":
+        argv += ["--main_process_port", str(layout.main_process_port)]
+    argv += [*entry, "--config", str(recipe), *overrides]
+
+    # torch's c10d prints a FutureWarning on every ZeRO all-gather: thousands of lines per run.
+    env: dict[str, str] = {} if "PYTHONWARNINGS" in os.environ else {"PYTHONWARNINGS": "ignore::FutureWarning"}
+    if not on_gpu:
+        # CPU processes stand in for GPUs: gloo for every collective; DeepSpeed's CPU accelerator.
+        # (The training side turns on use_cpu / ddp_backend=gloo itself when it sees no GPU, which
+        # is what makes the ranks really synchronise.)
+        threads = max(1, (os.cpu_count() or 1) * layout.num_machines // layout.num_processes)
+        env["OMP_NUM_THREADS"] = str(threads)
+        if strategy in DEEPSPEED:
+            env["DS_ACCELERATOR"] = "cpu"
+    return LaunchCommand(argv, env)

@@ -1,0 +1,146 @@
+"""Tokenizer, model and LoRA config from a recipe: full fine-tuning, LoRA or QLoRA.
+
+Precision follows the training args (fp32 on CPU, bf16 on GPUs) unless the recipe sets `dtype`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from . import builtin_models
+from .errors import UserError
+from .recipe import ModelArguments, OrpoDistConfig
+
+# Names of attention projections across common architectures; LoRA's default targets.
+ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "query_key_value", "c_attn", "Wqkv")
+
+
+def model_dtype(margs: ModelArguments, training: OrpoDistConfig) -> torch.dtype | str:
+    if margs.dtype == "auto":
+        return "auto"
+    if margs.dtype:
+        return getattr(torch, margs.dtype)
+    if training.bf16:
+        return torch.bfloat16
+    if training.fp16:
+        return torch.float16
+    return torch.float32
+
+
+def model_path(margs: ModelArguments) -> str:
+    if not margs.model_name_or_path:
+        raise UserError("the recipe has no model_name_or_path (a hub name, a local folder, or smollm2-135m-instruct)")
+    return builtin_models.resolve(margs.model_name_or_path)
+
+
+def load_tokenizer(margs: ModelArguments, training: OrpoDistConfig):
+    from transformers import AutoTokenizer
+
+    name = builtin_models.resolve(margs.tokenizer_name_or_path) or model_path(margs)
+    kwargs = {"revision": margs.model_revision, "trust_remote_code": training.trust_remote_code}
+    if margs.gguf_file and not margs.tokenizer_name_or_path:
+        kwargs["gguf_file"] = margs.gguf_file
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
+    except OSError as err:
+        raise UserError(f"cannot load the tokenizer {name!r}: {err}") from None
+    if tokenizer.pad_token is None:
+        # Llama-3 and friends have no pad token. Padding is masked out of ORPO's loss by the
+        # attention mask, so reusing an existing token is safe and keeps the vocabulary unchanged.
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    return tokenizer
+
+
+def quantization_config(margs: ModelArguments, dtype):
+    if not (margs.load_in_4bit or margs.load_in_8bit):
+        return None
+    from transformers import BitsAndBytesConfig
+
+    if margs.load_in_8bit:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    compute = dtype if isinstance(dtype, torch.dtype) else torch.bfloat16
+    # Storage dtype = compute dtype: ZeRO-3 (and FSDP) can only shard the packed 4-bit weights
+    # when they are stored in the same float dtype as the rest of the model; harmless otherwise.
+    storage = getattr(torch, margs.bnb_4bit_quant_storage) if margs.bnb_4bit_quant_storage else compute
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=margs.bnb_4bit_quant_type,
+        bnb_4bit_use_double_quant=margs.use_bnb_nested_quant,
+        bnb_4bit_compute_dtype=compute,
+        bnb_4bit_quant_storage=storage,
+    )
+
+
+def load_model(margs: ModelArguments, training: OrpoDistConfig):
+    from transformers import AutoConfig, AutoModelForCausalLM, set_seed
+
+    path = model_path(margs)
+    dtype = model_dtype(margs, training)
+    common = {"revision": margs.model_revision, "trust_remote_code": training.trust_remote_code}
+    if margs.random_init:
+        config = AutoConfig.from_pretrained(path, **common)
+        for key, value in (margs.model_config_overrides or {}).items():
+            if not hasattr(config, key):
+                raise UserError(f"model_config_overrides: {type(config).__name__} has no field {key!r}")
+            setattr(config, key, value)
+        if "hidden_size" in (margs.model_config_overrides or {}) and hasattr(config, "head_dim"):
+            config.head_dim = config.hidden_size // config.num_attention_heads
+        set_seed(training.seed)  # the same random model on every rank and on reload for evaluation
+        model = AutoModelForCausalLM.from_config(
+            config, dtype=dtype if dtype != "auto" else None, trust_remote_code=training.trust_remote_code
+        )
+        return model
+    kwargs = dict(common, dtype=dtype)
+    if margs.attn_implementation:
+        kwargs["attn_implementation"] = margs.attn_implementation
+    if margs.gguf_file:
+        kwargs["gguf_file"] = margs.gguf_file
+    quant = quantization_config(margs, dtype)
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        from transformers.integrations import is_deepspeed_zero3_enabled
+
+        if not is_deepspeed_zero3_enabled():  # ZeRO-3 places (and shards) the weights itself
+            # Each rank loads its quantised copy onto its own device (never device_map="auto" under DDP).
+            kwargs["device_map"] = {"": _local_device()}
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except OSError as err:
+        raise UserError(f"cannot load the model {path!r}: {err}") from None
+
+
+def _local_device():
+    if torch.cuda.is_available():
+        return int(os.environ.get("LOCAL_RANK", "0"))
+    return "cpu"
+
+
+def lora_targets(model, margs: ModelArguments):
+    if margs.lora_target_modules:
+        return margs.lora_target_modules
+    names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+    found = [n for n in ATTENTION_PROJECTIONS if n in names]
+    return found or "all-linear"
+
+
+def peft_config(model, margs: ModelArguments):
+    """LoRA config for LoRA/QLoRA recipes (use_peft), None for full fine-tuning."""
+    if not margs.use_peft:
+        if margs.load_in_4bit or margs.load_in_8bit:
+            raise UserError("a quantised model (load_in_4bit/8bit) can only be trained with LoRA: add use_peft: true")
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        task_type=margs.lora_task_type,
+        r=margs.lora_r,
+        lora_alpha=margs.lora_alpha,
+        lora_dropout=margs.lora_dropout,
+        target_modules=lora_targets(model, margs),
+        modules_to_save=margs.lora_modules_to_save,
+        use_rslora=margs.use_rslora,
+        use_dora=margs.use_dora,
+        bias="none",
+    )

@@ -1,0 +1,115 @@
+"""Planner inputs from a recipe: the fields of a parsed YAML recipe (or the parser's merged values)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NamedTuple
+
+from ..errors import UserError
+from .memory import Assumptions, Hardware, Plan, Workload, estimate
+from .recommend import Recommendation, recommend
+from .shapes import ModelShape, resolve_shape
+
+# TRL 1.16's defaults for the fields a recipe may leave out (ORPOConfig / ModelConfig).
+RECIPE_DEFAULTS = {
+    "max_length": 1024,
+    "per_device_train_batch_size": 8,
+    "gradient_accumulation_steps": 1,
+    "gradient_checkpointing": True,
+    "optim": "adamw_torch_fused",
+    "lora_r": 16,
+    "lora_dropout": 0.05,
+    "lora_target_modules": None,
+    "use_bnb_nested_quant": False,
+}
+
+
+class PlanInputs(NamedTuple):
+    shape: ModelShape
+    method: str
+    workload: Workload
+
+
+def method_of(values: dict[str, Any]) -> str:
+    """full, lora or qlora, as orpo_dist.model decides it from the recipe."""
+    quantised = bool(values.get("load_in_4bit") or values.get("load_in_8bit"))
+    if not values.get("use_peft"):
+        if quantised:
+            raise UserError("a quantised model (load_in_4bit/8bit) can only be trained with LoRA: add use_peft: true")
+        return "full"
+    return "qlora" if quantised else "lora"
+
+
+def _get(values: dict[str, Any], key: str):
+    value = values.get(key)
+    return RECIPE_DEFAULTS.get(key) if value is None else value
+
+
+def _int(values, key) -> int:
+    value = _get(values, key)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise UserError(f"recipe field {key} must be a whole number, got {value!r}") from None
+
+
+def _bool(values, key) -> bool:
+    value = _get(values, key)
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def workload_from_recipe(values: dict[str, Any], hardware: Hardware | None = None) -> Workload:
+    targets = values.get("lora_target_modules")
+    if values.get("lora_all_linear"):
+        targets = "all-linear"
+    elif isinstance(targets, (list, tuple)):
+        targets = "all-linear" if list(targets) == ["all-linear"] else tuple(str(t) for t in targets)
+    dtype = values.get("dtype")
+    if dtype == "auto":
+        dtype = None
+    return Workload(
+        max_length=_int(values, "max_length"),
+        micro_batch=_int(values, "per_device_train_batch_size"),
+        grad_accum=_int(values, "gradient_accumulation_steps"),
+        gradient_checkpointing=_bool(values, "gradient_checkpointing"),
+        lora_r=_int(values, "lora_r"),
+        lora_targets=targets,
+        lora_dropout=float(_get(values, "lora_dropout")),
+        optim=str(_get(values, "optim")),
+        double_quant=_bool(values, "use_bnb_nested_quant"),
+        quant_bits=8 if values.get("load_in_8bit") else 4,
+        dtype=dtype,
+    ).validate()
+
+
+def config_overrides(values: dict[str, Any]) -> dict[str, Any] | None:
+    overrides = values.get("model_config_overrides")
+    if isinstance(overrides, str):
+        try:
+            overrides = json.loads(overrides)
+        except json.JSONDecodeError as err:
+            raise UserError(f"model_config_overrides is not valid JSON: {err}") from None
+    return overrides or None
+
+
+def inputs_from_recipe(values: dict[str, Any], hardware: Hardware | None = None) -> PlanInputs:
+    """(shape, method, workload) from recipe fields: model_name_or_path, use_peft, load_in_4bit,
+    lora_r, lora_target_modules, max_length, per_device_train_batch_size,
+    gradient_accumulation_steps, gradient_checkpointing, optim (and model_config_overrides)."""
+    if not isinstance(values, dict):
+        raise UserError(f"a recipe must be a mapping of field names to values, got {type(values).__name__}")
+    name = values.get("model_name_or_path")
+    if not name:
+        raise UserError("the recipe has no model_name_or_path (a hub name, a local folder, or smollm2-135m-instruct)")
+    shape = resolve_shape(str(name), config_overrides(values))
+    return PlanInputs(shape, method_of(values), workload_from_recipe(values, hardware))
+
+
+def plan_recipe(values: dict[str, Any], hardware: Hardware,
+                assumptions: Assumptions | None = None) -> tuple[Plan, Recommendation]:
+    """Estimate and recommend for a recipe on this hardware."""
+    shape, method, workload = inputs_from_recipe(values, hardware)
+    plan = estimate(shape, method, hardware, workload, assumptions)
+    return plan, recommend(plan)

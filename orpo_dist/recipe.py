@@ -1,0 +1,272 @@
+"""A recipe = the three argument groups of TRL's ORPO example script, parsed by TRL's own parser.
+
+`DataArguments`, `OrpoDistConfig` and `ModelArguments` extend TRL's `ScriptArguments`, `ORPOConfig`
+and `ModelConfig` with a few fields, so a YAML recipe written for TRL's ORPO example runs unchanged,
+every ORPOConfig / TrainingArguments field works from YAML, and CLI flags override the YAML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import enum
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import yaml
+
+from .errors import UserError
+from .recipe_file import load_yaml  # noqa: F401  (re-exported: recipe.load_yaml)
+
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+
+from trl import ModelConfig, ScriptArguments, TrlParser  # noqa: E402
+from trl.experimental.orpo import ORPOConfig  # noqa: E402
+
+
+@dataclass
+class DataArguments(ScriptArguments):
+    """TRL's ScriptArguments plus what orpo-dist needs to read any preference dataset."""
+
+    dataset_columns: dict[str, str] | str | None = field(
+        default=None,
+        metadata={
+            "help": "Map other column names onto prompt/chosen/rejected, e.g. "
+            "'prompt=question,chosen=response_j,rejected=response_k' (or a YAML mapping)."
+        },
+    )
+    dataset_format: str = field(
+        default="auto",
+        metadata={
+            "help": "Row format: auto (detect), standard, conversational, hh (HH-RLHF transcripts) or sharegpt.",
+            "choices": ["auto", "standard", "conversational", "hh", "sharegpt"],
+        },
+    )
+    dataset_strict: bool = field(
+        default=False,
+        metadata={"help": "Refuse a dataset with bad rows instead of dropping them with a printed count."},
+    )
+    eval_split_size: float = field(
+        default=0.05,
+        metadata={"help": "Share of rows held out (seeded) for evaluation when the data has no test split; 0 = none."},
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many training pairs."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use at most this many held-out pairs."})
+    apply_chat_template: bool = field(
+        default=True,
+        metadata={"help": "Render prompts with the tokenizer's chat template when it has one."},
+    )
+
+    def __post_init__(self):
+        if isinstance(self.dataset_columns, str):
+            self.dataset_columns = parse_mapping(self.dataset_columns, "dataset_columns")
+        if not 0.0 <= self.eval_split_size < 1.0:
+            raise UserError(f"eval_split_size must be in [0, 1), got {self.eval_split_size}")
+
+
+@dataclass
+class ModelArguments(ModelConfig):
+    """TRL's ModelConfig plus offline/test conveniences."""
+
+    dtype: str | None = field(
+        default=None,
+        metadata={
+            "help": "Weights dtype. Unset: bfloat16 when training in bf16 (GPUs), float32 otherwise (CPU).",
+            "choices": ["auto", "bfloat16", "float16", "float32"],
+        },
+    )
+    tokenizer_name_or_path: str | None = field(
+        default=None, metadata={"help": "Tokenizer to use when it differs from the model's."}
+    )
+    gguf_file: str | None = field(default=None, metadata={"help": "Load this GGUF file from model_name_or_path."})
+    random_init: bool = field(
+        default=False,
+        metadata={"help": "Build the model from its config with random weights (tests, smoke runs)."},
+    )
+    model_config_overrides: dict[str, Any] | str | None = field(
+        default=None,
+        metadata={"help": "Override config fields before building, e.g. '{\"num_hidden_layers\": 2}'."},
+    )
+    lora_all_linear: bool = field(
+        default=False, metadata={"help": "Put LoRA on every linear layer (lora_target_modules=all-linear)."}
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.model_config_overrides, str):
+            try:
+                self.model_config_overrides = json.loads(self.model_config_overrides)
+            except json.JSONDecodeError as err:
+                raise UserError(f"model_config_overrides is not valid JSON: {err}") from None
+        if self.lora_all_linear:
+            self.lora_target_modules = "all-linear"
+
+
+@dataclass
+class OrpoDistConfig(ORPOConfig):
+    """ORPOConfig whose precision and device follow the hardware unless the recipe says otherwise."""
+
+    resume: bool = field(
+        default=False,
+        metadata={"help": "Continue from the last checkpoint in output_dir (start fresh if there is none)."},
+    )
+
+    def __post_init__(self):
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+        if os.environ.get("ORPO_DIST_AUTO_DEVICE", "1") == "0":
+            # Expert escape hatch (and the tests' way to reproduce the unsynchronised-DDP trap).
+            return super().__post_init__()
+        if self.bf16 is None and not self.fp16:
+            # ORPOConfig defaults bf16 to True, which raises on a CPU: choose by hardware instead.
+            self.bf16 = bool(has_cuda and torch.cuda.is_bf16_supported())
+        if self.bf16 and not has_cuda:
+            raise UserError(
+                "bf16 is set but there is no GPU here (bf16 on this CPU is 20-40x slower than fp32).\n"
+                "  Remove `bf16` from the recipe (it is then chosen by hardware) or pass --bf16 false."
+            )
+        if not has_cuda:
+            # DeepSpeed comes either from the recipe or from `accelerate launch` with a DeepSpeed config.
+            if self.deepspeed or os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
+                # DeepSpeed's CPU accelerator talks gloo; without this accelerate checks batch sizes
+                # against a world of 1 and fails ("4 != 4 * 1 * 2").
+                self.ddp_backend = self.ddp_backend or "gloo"
+            else:
+                # Without use_cpu, `accelerate launch --multi_gpu` on a CPU starts ranks that never
+                # synchronise their gradients, silently. With it, DDP runs over gloo.
+                self.use_cpu = True
+        super().__post_init__()
+
+
+class Recipe(NamedTuple):
+    data: DataArguments
+    training: OrpoDistConfig
+    model: ModelArguments
+
+
+ARG_CLASSES = (DataArguments, OrpoDistConfig, ModelArguments)
+
+
+def make_parser(prog: str = "orpo-dist train") -> TrlParser:
+    return TrlParser(ARG_CLASSES, prog=prog)
+
+
+def parse_mapping(text: str, name: str) -> dict[str, str]:
+    """'a=b,c=d' -> {'a': 'b', 'c': 'd'}; JSON objects are accepted too."""
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            return dict(json.loads(text))
+        except json.JSONDecodeError as err:
+            raise UserError(f"{name} is not valid JSON: {err}") from None
+    mapping = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise UserError(f"{name}: expected KEY=VALUE pairs separated by commas, got {part!r}")
+        mapping[key.strip()] = value.strip()
+    return mapping
+
+
+def known_fields() -> set[str]:
+    return {f.name for cls in ARG_CLASSES for f in dataclasses.fields(cls) if f.init}
+
+
+def check_keys(config: dict[str, Any], source: str) -> None:
+    known = known_fields() | {"env"}
+    unknown = [k for k in config if k not in known]
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, known, n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise UserError(
+            f"{source}: unknown recipe field(s) {', '.join(hints)}.\n"
+            "  Fields are those of TRL's ORPOConfig/TrainingArguments, ModelConfig and ScriptArguments "
+            "(see `orpo-dist train --help`)."
+        )
+
+
+def parse(argv: list[str] | None = None, prog: str = "orpo-dist train", defaults: dict | None = None) -> Recipe:
+    """Parse `[--config RECIPE.yaml] [--field value ...]` into a Recipe, with clear errors.
+
+    `defaults` (an embedded recipe, e.g. the demo's) sits under the YAML and the CLI flags."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--config" in argv:
+        index = argv.index("--config")
+        if index + 1 >= len(argv):
+            raise UserError("--config needs a recipe path, e.g. --config launch/recipes/tiny.yaml")
+        check_keys(load_yaml(argv[index + 1]), argv[index + 1])
+    parser = make_parser(prog)
+    if defaults:
+        check_keys(defaults, "embedded recipe")
+        parser.set_defaults_with_config(**defaults)
+    try:
+        data, training, model = parser.parse_args_and_config(argv)
+    except UserError:
+        raise
+    except (ValueError, TypeError) as err:
+        raise UserError(f"the recipe does not parse: {err}") from None
+    return Recipe(data, training, model)
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def to_plain(value: Any) -> Any:
+    """YAML-safe form of a field value; None for objects that __post_init__ derived (skipped)."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if isinstance(value, _PLAIN):
+        return value
+    raise TypeError(type(value).__name__)
+
+
+def resolved_dict(recipe: Recipe) -> dict[str, Any]:
+    """The fields that differ from TRL's defaults after the YAML, the CLI and the hardware had
+    their say: loadable again with --config to repeat the run."""
+    out: dict[str, Any] = {}
+    for args in recipe:
+        for f in dataclasses.fields(args):
+            if not f.init or f.name.startswith("_") or f.name in out:
+                continue
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            try:
+                value, default = to_plain(getattr(args, f.name)), to_plain(default)
+            except TypeError:
+                continue
+            if value != default:
+                out[f.name] = value
+    out.pop("logging_dir", None)  # derived from output_dir by TrainingArguments
+    return out
+
+
+def write_resolved(recipe: Recipe, path: str | os.PathLike) -> None:
+    Path(path).write_text(yaml.safe_dump(resolved_dict(recipe), sort_keys=True))
+
+
+def check_without_hardware(recipe_path: str, overrides: list[str]) -> dict[str, Any]:
+    """Check a recipe and its overrides on a machine that will not run it (a login node, a
+    laptop building a launch command): field names and CLI value types, without building the
+    training arguments (which would check for the job's GPUs here). Returns the merged values."""
+    config = load_yaml(recipe_path)
+    check_keys(config, recipe_path)
+    config.pop("env", None)
+    parser = make_parser("orpo-dist")
+    parser.set_defaults_with_config(**config)
+    try:
+        namespace, unknown = parser.parse_known_args(overrides)
+    except SystemExit:
+        raise UserError(f"bad override in {' '.join(overrides)} (see `orpo-dist train --help`)") from None
+    if unknown:
+        raise UserError(f"unknown override(s) {' '.join(unknown)} (see `orpo-dist train --help`)")
+    return vars(namespace)

@@ -1,0 +1,205 @@
+"""`orpo-dist submit`: run a recipe on Slurm through submitit, one task per node.
+
+Each node's task runs orpo-dist's launcher (accelerate + DeepSpeed, one process per GPU) with its
+machine rank and the main address taken from that task's own Slurm environment. The job is
+checkpointable: on Slurm's warning signal before the time limit or a pre-emption it saves a
+checkpoint and is requeued, and the restarted job resumes in the same output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+from ..errors import UserError
+from ..launcher.command import STRATEGIES
+
+TERMINAL_FAILURES = {"FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL",
+                     "DEADLINE", "INTERRUPTED"}
+
+EPILOG = """examples:
+  orpo-dist submit --nodes 2 --gpus-per-node 8 --partition gpu --time 24:00:00 --strategy zero3 RECIPE
+  orpo-dist submit --nodes 2 --gpus-per-node 0 --strategy zero3 --wait launch/recipes/tiny.yaml  # CPU nodes
+  orpo-dist submit --cluster local --gpus-per-node 0 --wait launch/recipes/tiny.yaml             # no Slurm
+"""
+
+
+def parse_time(text: str) -> int:
+    """Slurm time ('90', '2:00:00', '1-12:00:00', 'MM:SS') -> minutes."""
+    match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text.strip())
+    if not match:
+        raise UserError(f"--time {text!r}: use minutes, HH:MM:SS or D-HH:MM:SS")
+    days, a, b, c = match.groups()
+    if c is not None:
+        minutes = int(a) * 60 + int(b) + (1 if int(c) else 0)
+    elif b is not None:
+        minutes = int(a) * 60 + int(b) if days else int(a) + (1 if int(b) else 0)
+    else:
+        minutes = int(a) * 60 if days else int(a)
+    return minutes + int(days or 0) * 1440
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="orpo-dist submit", description=__doc__, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--nodes", type=int, default=1)
+    p.add_argument("--gpus-per-node", type=int, default=8, help="GPUs per node (0: CPU nodes, one process each)")
+    p.add_argument("--strategy", default="zero3", choices=[*STRATEGIES, "auto"])
+    p.add_argument("--partition")
+    p.add_argument("--time", default="4:00:00", help="time limit: minutes, HH:MM:SS or D-HH:MM:SS")
+    p.add_argument("--account")
+    p.add_argument("--qos")
+    p.add_argument("--constraint")
+    p.add_argument("--mem", type=int, help="GB of memory per node")
+    p.add_argument("--cpus-per-node", type=int, help="CPUs for the task on each node")
+    p.add_argument("--exclusive", action="store_true")
+    p.add_argument("--job-name", default="orpo-dist")
+    p.add_argument("--signal-delay", type=int, default=180,
+                   help="seconds before the time limit at which Slurm signals the job to checkpoint (default 180)")
+    p.add_argument("--max-requeues", type=int, default=20,
+                   help="how many time-limit requeues the job may take before it gives up (default 20)")
+    p.add_argument("--cluster", choices=["slurm", "local"], default="slurm",
+                   help="local: run through submitit's local executor on this machine (no Slurm)")
+    p.add_argument("--resume", action="store_true", help="continue the run already in the output folder")
+    p.add_argument("--gpu-mem", type=float, help="GiB per GPU, for --strategy auto and the fit check")
+    p.add_argument("--cpu-mem-gib", type=float, help="host GiB per node, for the planner's offload check")
+    p.add_argument("--force", action="store_true", help="submit even if the planner says it will not fit")
+    p.add_argument("--wait", action="store_true", help="follow the job to its end and print its final metrics")
+    p.add_argument("recipe")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args, overrides = make_parser().parse_known_args(argv)
+    from ..recipe import check_without_hardware
+
+    values = check_without_hardware(args.recipe, overrides)  # a recipe that fails to parse: nothing submitted
+    output_dir = values.get("output_dir")
+    if not output_dir:
+        raise UserError("the recipe has no output_dir: set one on a filesystem every node can see")
+    output_dir = Path(output_dir).resolve()
+    if any(output_dir.glob("checkpoint-*")) and not args.resume:
+        raise UserError(f"{output_dir} already holds checkpoints: pass --resume to continue that run, "
+                        "or choose another --output_dir")
+    timeout_min = parse_time(args.time)
+    if args.cluster == "slurm" and timeout_min * 60 <= args.signal_delay + 60:
+        raise UserError(f"--time {args.time} leaves no time before the checkpoint signal (--signal-delay "
+                        f"{args.signal_delay}s); ask for more time")
+    if args.cluster == "slurm":
+        from .preflight import check
+
+        partition = check(args.partition, args.nodes, args.gpus_per_node)
+    else:
+        if args.nodes != 1:
+            raise UserError("--cluster local runs on this one machine: use --nodes 1")
+        partition = None
+    strategy = args.strategy
+    if strategy == "auto" or not args.force:
+        from ..launcher.auto import choose_strategy
+        from ..planner import Hardware
+
+        # The job's nodes, not this login node: GPUs per node from the request, memory from --gpu-mem.
+        hardware = None
+        if args.gpus_per_node and args.gpu_mem:
+            hardware = Hardware(args.gpus_per_node, args.nodes, args.gpu_mem, args.cpu_mem_gib, "cuda")
+        elif not args.gpus_per_node:  # CPU nodes: one process each, sharing the node's memory
+            hardware = Hardware(1, args.nodes, args.gpu_mem or (args.mem or 16), None, "cpu")
+        strategy = choose_strategy(strategy, values, hardware, args.force)
+
+    job = submit(args, strategy, overrides, output_dir, timeout_min, partition)
+    print(f"orpo-dist submit: job {job.job_id} ({strategy}, {args.nodes} node(s) x "
+          f"{args.gpus_per_node} GPU(s)) -> {output_dir}")
+    print(f"  logs: {job.paths.stdout}\n        {job.paths.stderr}")
+    if args.cluster == "slurm":
+        print(f"  follow: squeue -j {job.job_id}    cancel: scancel {job.job_id}")
+    if not args.wait:
+        return 0
+    return follow(job, output_dir)
+
+
+def submit(args, strategy, overrides, output_dir: Path, timeout_min: int, partition):
+    import submitit
+
+    from .job import OrpoJob
+
+    folder = output_dir / "submitit"
+    extra = {"slurm_max_num_timeout": args.max_requeues} if args.cluster == "slurm" else {}
+    executor = submitit.AutoExecutor(folder=folder, cluster=args.cluster, **extra)
+    params = dict(name=args.job_name, nodes=args.nodes, tasks_per_node=1, timeout_min=timeout_min)
+    if args.gpus_per_node:
+        params["gpus_per_node"] = args.gpus_per_node
+    if args.cpus_per_node:
+        params["cpus_per_task"] = args.cpus_per_node
+    if args.mem:
+        params["mem_gb"] = args.mem
+    if args.cluster == "slurm":
+        params.update(slurm_partition=partition, slurm_signal_delay_s=args.signal_delay)
+        for key in ("account", "qos", "constraint"):
+            if getattr(args, key):
+                params[f"slurm_{key}"] = getattr(args, key)
+        if args.exclusive:
+            params["slurm_exclusive"] = True
+    executor.update_parameters(**params)
+    processes_per_node = max(args.gpus_per_node, 1)
+    recipe = str(Path(args.recipe).resolve())
+    overrides = [*overrides, "--output_dir", str(output_dir)]
+    return executor.submit(OrpoJob(strategy, recipe, overrides, processes_per_node, str(output_dir)))
+
+
+def final_state(job, state: str, wait_s: float = 30.0) -> str:
+    """Slurm's final word on a finished job (sacct may lag a few seconds behind the result files)."""
+    from submitit.slurm.slurm import SlurmJob
+
+    if not isinstance(job, SlurmJob):  # the local executor's state is final already
+        return state
+    deadline = time.time() + wait_s
+    while time.time() < deadline:
+        state = job.get_info(mode="force").get("State", state) or state
+        if state.split()[0] in TERMINAL_FAILURES | {"COMPLETED"}:
+            break
+        time.sleep(2)
+    return state
+
+
+def follow(job, output_dir: Path, poll_s: float = 5.0) -> int:
+    from ..callbacks import read_metrics
+
+    last = None
+    while True:
+        done = job.done()
+        state = job.state  # Slurm's word (sacct), or submitit's for the local executor
+        if state != last:
+            print(f"  job {job.job_id}: {state}", flush=True)
+            last = state
+        if done:
+            break
+        time.sleep(poll_s)
+    state = final_state(job, state)
+    if state.split()[0] in TERMINAL_FAILURES:
+        raise UserError(
+            f"job {job.job_id} ended {state}. Its last checkpoint (if any) is kept in {output_dir}: resubmit "
+            f"with --resume to continue.\n  logs: {job.paths.stderr}"
+        )
+    try:
+        results = job.results()
+    except Exception as err:  # a task raised: show its last line, not the remote traceback
+        last = [line for line in str(err).splitlines() if line.strip() and not line.startswith((" ", "-"))]
+        reason = next((line for line in reversed(last) if "Error" in line), last[-1] if last else "failed")
+        raise UserError(f"job {job.job_id} failed: {reason}\n  logs: {job.paths.stderr}") from None
+    for r in results:
+        print(f"  node {r['node']} ({r['hostname']}): {r['status']}, started {r['restarts'] + 1} time(s)")
+    logs = [r for r in read_metrics(output_dir) if "loss" in r and "train_runtime" not in r]
+    if logs:
+        final = {k: v for k, v in logs[-1].items() if k in ("step", "loss", "nll_loss", "log_odds_ratio",
+                                                            "rewards/margins", "rewards/accuracies")}
+        print(f"  final metrics: {json.dumps(final)}")
+    print(f"  run written to {output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,121 @@
+"""The function a Slurm job runs, one task per node: orpo-dist's launcher with this node's rank.
+
+Scheme: one Slurm task per node. Each task builds the same `accelerate launch` command as
+`orpo-dist launch` (which starts one process per GPU of its node), with machine rank = the task's
+own SLURM node index and the main address = the first node of the job, resolved to an address.
+Nothing is taken from a constant, and every node computes the same rendezvous port from the job id.
+
+Pre-emption / time limit: submitit delivers Slurm's warning signal (USR2) to task 0, which calls
+`checkpoint()`: it asks the run to stop (OUTPUT_DIR/STOP; every rank agrees on the step, saves a
+checkpoint and exits), waits for that, and hands submitit the same job to requeue. Every start
+passes --resume, so a requeued job continues from its last checkpoint in the same output folder.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import submitit
+
+from ..stop_protocol import EXIT_STOPPED, STOP_FILE, STOPPED_FILE
+from ..launcher.command import Layout, build, ignore_stop_signals
+
+
+
+def node_address(hostname: str) -> str:
+    """An address for a Slurm node name: DNS first, else Slurm's own NodeAddr."""
+    try:
+        return socket.gethostbyname(hostname)
+    except OSError:
+        pass
+    out = subprocess.run(["scontrol", "show", "node", hostname], capture_output=True, text=True, timeout=30)
+    for token in out.stdout.split():
+        if token.startswith("NodeAddr="):
+            return token.split("=", 1)[1]
+    raise RuntimeError(f"cannot resolve the address of node {hostname!r}")
+
+
+def rendezvous_port(job_id: str) -> int:
+    digits = "".join(ch for ch in str(job_id) if ch.isdigit()) or "0"
+    return 20000 + int(digits) % 20000
+
+
+class OrpoJob(submitit.helpers.Checkpointable):
+    def __init__(self, strategy: str, recipe: str, overrides: list[str], processes_per_node: int,
+                 output_dir: str, stop_wait_s: int = 600):
+        self.strategy = strategy
+        self.recipe = recipe
+        self.overrides = list(overrides)
+        self.processes_per_node = processes_per_node
+        self.output_dir = output_dir
+        self.stop_wait_s = stop_wait_s
+        self._proc: subprocess.Popen | None = None
+
+    def __getstate__(self):  # submitit pickles the job to requeue it; a live process can't travel
+        state = dict(self.__dict__)
+        state["_proc"] = None
+        return state
+
+    def __call__(self) -> dict:
+        env = submitit.JobEnvironment()
+        node_name = os.environ.get("SLURMD_NODENAME", env.hostname)
+        restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0"))
+        layout = Layout(
+            num_processes=self.processes_per_node * env.num_nodes,
+            num_machines=env.num_nodes,
+            machine_rank=env.node,
+            main_process_ip=node_address(env.hostnames[0]),
+            main_process_port=rendezvous_port(env.job_id),
+        )
+        command = build(self.strategy, layout, self.recipe, [*self.overrides, "--resume"])
+        print(f"orpo-dist job {env.job_id}: node {env.node}/{env.num_nodes} ({env.hostname}), "
+              f"start {restarts + 1}, main {layout.main_process_ip}:{layout.main_process_port}", flush=True)
+        print(command.shell(), flush=True)
+        started = time.time()
+        self._proc = subprocess.Popen(command.argv, env={**os.environ, **command.env},
+                                      preexec_fn=ignore_stop_signals)
+        # Poll rather than wait(): Slurm's signal runs checkpoint() in this thread, and a wait()
+        # interrupted there holds the Popen lock that checkpoint()'s own wait needs.
+        while (code := self._proc.poll()) is None:
+            time.sleep(1)
+        if code == EXIT_STOPPED or (Path(self.output_dir) / STOPPED_FILE).exists():
+            # Checkpointed for pre-emption. Task 0 is requeuing the job, which ends this task too;
+            # wait for that rather than report a result that isn't one.
+            print(f"orpo-dist job {env.job_id}: node {env.node} checkpointed and stopped; waiting for the requeue",
+                  flush=True)
+            time.sleep(self.stop_wait_s)
+            return {"node": env.node, "hostname": node_name, "status": "stopped", "restarts": restarts}
+        if code < 0:
+            raise RuntimeError(f"training on node {env.node} ({node_name}) was killed by signal {-code} "
+                               "(scancel, a node failure or the time limit)")
+        if code != 0:
+            raise RuntimeError(f"training on node {env.node} ({node_name}) exited with status {code}")
+        return {"node": env.node, "hostname": node_name, "status": "completed", "restarts": restarts,
+                "seconds": round(time.time() - started, 1)}
+
+    def checkpoint(self, *args, **kwargs):
+        """Slurm's warning signal reached task 0: have the run checkpoint and stop, then requeue."""
+        stop = Path(self.output_dir) / STOP_FILE
+        stop.parent.mkdir(parents=True, exist_ok=True)
+        stop.touch()
+        print(f"orpo-dist: pre-emption signal: asked the run to checkpoint ({stop})", file=sys.stderr, flush=True)
+        if self._proc is not None:
+            try:
+                code = self._proc.wait(timeout=self.stop_wait_s)
+            except subprocess.TimeoutExpired:
+                print("orpo-dist: the run did not stop in time; requeuing from its last checkpoint",
+                      file=sys.stderr, flush=True)
+            else:
+                stopped = code == EXIT_STOPPED or (Path(self.output_dir) / STOPPED_FILE).exists()
+                if code != 0 and not stopped:
+                    # Killed while checkpointing (scancel, node failure): a cancelled job must stay
+                    # cancelled. Returning None tells submitit not to requeue.
+                    print(f"orpo-dist: the run ended with status {code} instead of checkpointing; not requeuing",
+                          file=sys.stderr, flush=True)
+                    return None
+        return super().checkpoint(*args, **kwargs)

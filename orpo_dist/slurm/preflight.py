@@ -1,0 +1,79 @@
+"""Checks made against the live Slurm cluster before anything is submitted."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+from ..errors import UserError
+
+
+def _sinfo(*args: str) -> str:
+    if shutil.which("sinfo") is None:
+        raise UserError(
+            "no Slurm reachable: `sinfo` is not on PATH. Run this on a login node, start a local cluster "
+            "(bash slurm/local-cluster.sh start), or use --cluster local to run the job here."
+        )
+    try:
+        out = subprocess.run(["sinfo", *args], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise UserError("no Slurm reachable: `sinfo` did not answer within 60 s") from None
+    if out.returncode != 0:
+        raise UserError(
+            f"no Slurm reachable: `sinfo` failed: {out.stderr.strip() or out.stdout.strip()}\n"
+            "  Is slurmctld up and SLURM_CONF set? (local cluster: eval \"$(bash slurm/local-cluster.sh env)\")"
+        )
+    return out.stdout
+
+
+def partitions() -> dict[str, dict]:
+    """{partition: {"nodes": int, "gpus_per_node": int, "default": bool}} as sinfo reports them."""
+    found: dict[str, dict] = {}
+    for line in _sinfo("-h", "-o", "%P|%D|%G").splitlines():
+        if not line.strip():
+            continue
+        name, nodes, gres = line.split("|")
+        default = name.endswith("*")
+        name = name.rstrip("*")
+        entry = found.setdefault(name, {"nodes": 0, "gpus_per_node": 0, "default": default})
+        entry["nodes"] += int(nodes)
+        entry["gpus_per_node"] = max(entry["gpus_per_node"], gpus_in_gres(gres))
+    return found
+
+
+def gpus_in_gres(gres: str) -> int:
+    """'gpu:8', 'gpu:a100:4(S:0-1)', 'gpu:2,shard:4' -> GPUs per node; '(null)' -> 0."""
+    total = 0
+    for item in gres.split(","):
+        match = re.match(r"gpu(?::[^:(]+)?:(\d+)", item.strip())
+        if match:
+            total += int(match.group(1))
+    return total
+
+
+def check(partition: str | None, nodes: int, gpus_per_node: int) -> str:
+    """Validate the request; returns the partition that will be used."""
+    if nodes < 1:
+        raise UserError(f"--nodes must be at least 1, got {nodes}")
+    if gpus_per_node < 0:
+        raise UserError(f"--gpus-per-node cannot be negative, got {gpus_per_node}")
+    parts = partitions()
+    if not parts:
+        raise UserError("Slurm reports no partitions")
+    if partition is None:
+        defaults = [name for name, p in parts.items() if p["default"]]
+        if not defaults:
+            raise UserError(f"the cluster has no default partition: pass --partition ({', '.join(parts)})")
+        partition = defaults[0]
+    if partition not in parts:
+        raise UserError(f"unknown partition {partition!r}; this cluster has: {', '.join(sorted(parts))}")
+    info = parts[partition]
+    if nodes > info["nodes"]:
+        raise UserError(f"--nodes {nodes} but partition {partition!r} has {info['nodes']} node(s)")
+    if gpus_per_node > info["gpus_per_node"]:
+        raise UserError(
+            f"--gpus-per-node {gpus_per_node} but the nodes of partition {partition!r} have "
+            f"{info['gpus_per_node']} GPU(s) each (sinfo's GRES); use --gpus-per-node 0 for CPU nodes"
+        )
+    return partition

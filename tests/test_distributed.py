@@ -1,0 +1,192 @@
+"""Distributed behaviour, proven with 2 CPU processes (gloo; DeepSpeed's CPU accelerator).
+
+Each run goes through the same command builder as `orpo-dist launch`, with tests/dist_probe.py as
+the per-process entry point (orpo-dist's trainer plus a probe that dumps what each rank held).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from orpo_dist.launcher.command import Layout, build
+
+from .helpers import REPO, train_logs
+
+pytestmark = pytest.mark.slow
+PROBE = REPO / "tests" / "dist_probe.py"
+TINY = REPO / "launch" / "recipes" / "tiny.yaml"
+ROWS = 96
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    """96 distinct arithmetic preference pairs (chosen right, rejected wrong)."""
+    rng = random.Random(7)
+    seen, rows = set(), []
+    while len(rows) < ROWS:
+        a, b = rng.randint(10, 99), rng.randint(10, 99)
+        if (a, b) in seen:
+            continue
+        seen.add((a, b))
+        rows.append({"prompt": f"What is {a} plus {b}?", "chosen": f"{a} plus {b} is {a + b}.",
+                     "rejected": f"{a} plus {b} is {a + b + rng.randint(1, 9)}."})
+    path = tmp_path_factory.mktemp("pairs") / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(strategy, nproc, out, model_dir, pairs, *overrides, env=None, crash_at=None, check=True):
+    """Run the probe under `strategy`; return {rank: probe record}."""
+    probe_dir = Path(str(out) + "-probe")
+    args = ["--model_name_or_path", str(model_dir), "--random_init", "false", "--dataset_name", str(pairs),
+            "--eval_split_size", "0", "--max_train_samples", str(ROWS), "--output_dir", str(out),
+            "--logging_steps", "1", *map(str, overrides)]
+    command = build(strategy, Layout(nproc, main_process_port=free_port()), str(TINY), args, on_gpu=False,
+                    entry=(str(PROBE),))
+    full_env = {**os.environ, **command.env, "PROBE_DIR": str(probe_dir), **(env or {})}
+    if crash_at is not None:
+        full_env["PROBE_CRASH_AT"] = str(crash_at)
+    result = subprocess.run(command.argv, env=full_env, cwd=REPO, capture_output=True, text=True, timeout=900)
+    if check:
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return {int(p.stem[4:]): json.loads(p.read_text()) for p in probe_dir.glob("rank*.json")}
+
+
+def losses(out):
+    return [r["loss"] for r in train_logs(out)]
+
+
+def assert_ranks_synchronised(ranks, steps, accumulation):
+    """Two ranks form one run: world of 2, the global batch split between them, equal parameters."""
+    r0, r1 = ranks[0], ranks[1]
+    assert r0["world_size"] == r1["world_size"] == 2
+    assert r0["global_step"] == steps
+    assert [len(b) for b in r0["micro_batches"]] == [4] * steps * accumulation == [len(b) for b in r1["micro_batches"]]
+    seen0 = {h for b in r0["micro_batches"] for h in b}
+    seen1 = {h for b in r1["micro_batches"] for h in b}
+    assert not seen0 & seen1  # each pair went to one rank only
+    assert r0["checksums"] == r1["checksums"]  # gradients were all-reduced: same parameters
+
+
+def test_ddp_ranks_stay_identical_and_split_the_global_batch(tmp_path, tiny_model_dir, pairs):
+    ranks = launch("ddp", 2, tmp_path / "ddp", tiny_model_dir, pairs, "--max_steps", "-1",
+                   "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "2")
+    # global batch = 4 per device x 2 ranks x 2 accumulation = 16: one epoch of 96 pairs is 6 steps.
+    assert_ranks_synchronised(ranks, steps=ROWS // 16, accumulation=2)
+    seen = {h for r in ranks.values() for b in r["micro_batches"] for h in b}
+    assert len(seen) == ROWS  # together they saw every pair once
+    assert losses(tmp_path / "ddp")[-1] < losses(tmp_path / "ddp")[0]
+
+
+def test_unsynchronised_ranks_fail_the_same_check(tmp_path, tiny_model_dir, pairs):
+    """The trap in the field notes: --multi_gpu on a CPU without use_cpu starts two processes
+    that each train alone on all the data (world size 1) -- with identical seeds they even end
+    with identical parameters. With orpo-dist's automatic device settings switched off, the
+    check above catches it."""
+    ranks = launch("ddp", 2, tmp_path / "nosync", tiny_model_dir, pairs, "--max_steps", "3", "--bf16", "false",
+                   env={"ORPO_DIST_AUTO_DEVICE": "0"})
+    assert set(ranks) == {0, 1}
+    with pytest.raises(AssertionError):
+        assert_ranks_synchronised(ranks, steps=3, accumulation=1)
+
+
+@pytest.fixture(scope="module")
+def zero3_run(tmp_path_factory, tiny_model_dir, pairs):
+    out = tmp_path_factory.mktemp("zero3") / "run"
+    ranks = launch("zero3", 2, out, tiny_model_dir, pairs, "--max_steps", "6", "--save_steps", "3",
+                   "--per_device_train_batch_size", "4")
+    return out, ranks
+
+
+def test_zero3_partitions_every_parameter(zero3_run):
+    _, ranks = zero3_run
+    for rank in (0, 1):
+        shards = ranks[rank]["shards"]
+        assert shards, "no ZeRO-3 parameters found"
+        partitioned = {n: s for n, s in shards.items() if s[0] < s[1]}
+        # Small vectors (norms) stay whole below stage3_param_persistence_threshold; the rest is split.
+        big = {n: s for n, s in shards.items() if s[1] >= 1000}
+        assert big and set(big) <= set(partitioned)
+        for local, full in big.values():
+            assert local == -(-full // 2)  # this rank holds half (rounded up)
+    assert ranks[0]["checksums"] == ranks[1]["checksums"]
+
+
+def test_zero3_matches_one_process_with_the_same_global_batch(zero3_run, tmp_path, tiny_model_dir, pairs):
+    out, _ = zero3_run
+    single = tmp_path / "single"
+    launch("single", 1, single, tiny_model_dir, pairs, "--max_steps", "6", "--save_strategy", "no",
+           "--per_device_train_batch_size", "8")
+    two, one = losses(out), losses(single)
+    assert len(two) == len(one) == 6
+    assert two[-1] < two[0] - 0.3  # it learns
+    # Same 8 pairs per step; the only difference is that each rank averages its NLL over its own
+    # tokens before ranks are averaged: stated tolerance 2% per step.
+    for a, b in zip(two, one):
+        assert a == pytest.approx(b, rel=0.02)
+
+
+def test_zero3_saved_model_reloads_with_the_same_logits(zero3_run):
+    from transformers import AutoModelForCausalLM
+
+    out, ranks = zero3_run
+    model = AutoModelForCausalLM.from_pretrained(out).eval()
+    with torch.no_grad():
+        logits = model(torch.tensor([[1, 42, 314, 2718, 28, 99, 7]])).logits[0, -1, :16]
+    torch.testing.assert_close(logits, torch.tensor(ranks[0]["logits"]), rtol=1e-5, atol=1e-5)
+
+
+def test_zero3_resume_after_a_kill_reproduces_the_next_losses(zero3_run, tmp_path, tiny_model_dir, pairs):
+    reference, _ = zero3_run
+    out = tmp_path / "killed"
+    common = ["--max_steps", "6", "--save_steps", "3", "--per_device_train_batch_size", "4"]
+    launch("zero3", 2, out, tiny_model_dir, pairs, *common, crash_at=4, check=False)
+    assert (out / "checkpoint-3").is_dir() and not (out / "model.safetensors").exists()
+    launch("zero3", 2, out, tiny_model_dir, pairs, *common, "--resume")
+    got, want = train_logs(out), train_logs(reference)
+    assert [r["step"] for r in got] == [1, 2, 3, 4, 5, 6]
+    for g, w in zip(got[3:], want[3:]):
+        assert g["loss"] == pytest.approx(w["loss"], rel=1e-6), g["step"]
+
+
+def test_zero2_trains_in_sync(tmp_path, tiny_model_dir, pairs):
+    ranks = launch("zero2", 2, tmp_path / "z2", tiny_model_dir, pairs, "--max_steps", "6", "--save_strategy", "no")
+    assert ranks[0]["checksums"] == ranks[1]["checksums"]
+    trajectory = losses(tmp_path / "z2")
+    assert trajectory[-1] < trajectory[0] - 0.3
+
+
+@pytest.mark.parametrize("quantised", [False, True], ids=["lora", "qlora"])
+def test_adapters_under_zero3_load_and_change_the_model(tmp_path, tiny_model_dir, pairs, quantised):
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "adapter"
+    extra = ["--load_in_4bit"] if quantised else []
+    launch("zero3", 2, out, tiny_model_dir, pairs, "--max_steps", "4", "--save_strategy", "no", "--use_peft",
+           "--lora_target_modules", "all-linear", "--learning_rate", "1e-2", *extra)
+    weights = load_file(out / "adapter_model.safetensors")
+    assert weights and all(t.numel() > 0 for t in weights.values())  # not the empty ZeRO-3 shards
+    assert any(t.abs().sum() > 0 for k, t in weights.items() if "lora_B" in k)  # B starts at 0: it trained
+    ids = torch.tensor([[1, 42, 314, 2718, 28]])
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    with torch.no_grad():
+        before = base(ids).logits
+        tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), out).eval()
+        after = tuned(ids).logits
+    assert not torch.allclose(before, after, atol=1e-4)

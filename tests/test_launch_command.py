@@ -1,0 +1,115 @@
+"""`orpo-dist launch` builds what accelerate expects (checked with accelerate's own parsers)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+from accelerate.commands.config.config_args import load_config_from_file
+from accelerate.commands.launch import launch_command_parser
+
+from orpo_dist.errors import UserError
+from orpo_dist.launcher.command import DEEPSPEED, STRATEGIES, Layout, build, layout_from_env
+
+from .helpers import REPO, TINY_RECIPE, run_cli
+
+
+def accelerate_args(command):
+    argv = command.argv
+    assert argv[1:3] == ["-m", "accelerate.commands.launch"]
+    return launch_command_parser().parse_args(argv[3:])
+
+
+@pytest.mark.parametrize("strategy", [s for s in STRATEGIES if s != "single"])
+def test_each_strategy_builds_a_valid_accelerate_command(strategy):
+    command = build(strategy, Layout(4), "r.yaml", ["--learning_rate", "5e-6"], on_gpu=True)
+    args = accelerate_args(command)
+    assert args.num_processes == 4 and args.num_machines == 1
+    assert args.module and args.training_script == "orpo_dist.train"
+    assert args.training_script_args == ["--config", "r.yaml", "--learning_rate", "5e-6"]
+    config = load_config_from_file(args.config_file)
+    if strategy in DEEPSPEED:
+        assert config.distributed_type == "DEEPSPEED"
+        ds = json.loads(open(args.deepspeed_config_file).read())
+        stage = ds["zero_optimization"]["stage"]
+        assert stage == (2 if strategy == "zero2" else 3)
+        # TrainingArguments stay the one source of batch size, lr and precision.
+        for key in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "train_batch_size"):
+            assert ds[key] == "auto"
+        assert ds["bf16"]["enabled"] == "auto"
+        if stage == 3:
+            assert ds["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
+        assert ("offload_optimizer" in ds["zero_optimization"]) == strategy.startswith("zero3-offload")
+        assert ("offload_param" in ds["zero_optimization"]) == (strategy == "zero3-offload-all")
+    else:
+        assert config.distributed_type == "MULTI_GPU"
+    assert "DS_ACCELERATOR" not in command.env  # on GPUs nothing CPU-specific is added
+
+
+def test_cpu_runs_get_gloo_friendly_settings():
+    command = build("zero3", Layout(2), "r.yaml", [], on_gpu=False)
+    assert command.env["DS_ACCELERATOR"] == "cpu" and int(command.env["OMP_NUM_THREADS"]) >= 1
+
+
+def test_single_is_one_process():
+    args = accelerate_args(build("single", Layout(1), "r.yaml", [], on_gpu=True))
+    assert load_config_from_file(args.config_file).distributed_type == "NO"
+    with pytest.raises(UserError, match="one process"):
+        build("single", Layout(2), "r.yaml", [], on_gpu=True)
+
+
+def test_two_machine_launch_takes_rank_and_address_from_each_node():
+    node1 = {"NODE_RANK": "1", "MASTER_ADDR": "10.1.2.3", "MASTER_PORT": "29511"}
+    layout = layout_from_env(16, 2, None, None, None, environ=node1)
+    args = accelerate_args(build("zero3", layout, "r.yaml", [], on_gpu=True))
+    assert (args.num_processes, args.num_machines, args.machine_rank) == (16, 2, 1)
+    assert (args.main_process_ip, args.main_process_port) == ("10.1.2.3", 29511)
+    node0 = layout_from_env(16, 2, None, None, None, environ={**node1, "NODE_RANK": "0"})
+    assert node0.machine_rank == 0
+    # Flags win over the environment.
+    assert layout_from_env(16, 2, 1, "h", 1, environ={"NODE_RANK": "0"}).machine_rank == 1
+
+
+def test_multi_machine_without_rank_or_address_is_refused():
+    with pytest.raises(UserError, match="rank"):
+        layout_from_env(16, 2, None, "10.0.0.1", None, environ={})
+    with pytest.raises(UserError, match="main-process-ip"):
+        layout_from_env(16, 2, 0, None, None, environ={})
+    with pytest.raises(UserError, match="divide"):
+        layout_from_env(3, 2, 0, "h", None, environ={})
+    with pytest.raises(UserError, match="outside"):
+        layout_from_env(4, 2, 2, "h", None, environ={})
+
+
+def test_dry_run_prints_the_exact_command():
+    result = run_cli("launch", "--dry-run", "--strategy", "zero2", "--num-processes", "2", TINY_RECIPE,
+                     "--max_steps", "3", timeout=120)
+    assert result.returncode == 0, result.stderr
+    line = next(l for l in result.stdout.splitlines() if "accelerate.commands.launch" in l)
+    argv = [a for a in shlex.split(line) if "=" not in a or a.startswith("--")]
+    args = launch_command_parser().parse_args(argv[argv.index("accelerate.commands.launch") + 1:])
+    assert args.num_processes == 2 and args.training_script_args[-2:] == ["--max_steps", "3"]
+    assert str(REPO / "ds_configs" / "zero2.json") == args.deepspeed_config_file
+
+
+def test_launch_refuses_a_bad_recipe_before_starting(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model_name_or_path: x\nlearnin_rate: 1\n")
+    result = run_cli("launch", "--dry-run", "--strategy", "ddp", "--num-processes", "2", bad, timeout=120)
+    assert result.returncode == 2 and "learnin_rate" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_auto_strategy_comes_from_the_planner():
+    result = run_cli("launch", "--dry-run", "--strategy", "auto", "--num-processes", "2", TINY_RECIPE, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "recommended: ddp" in result.stdout  # the tiny model fits everywhere: the fastest, DDP
+    assert "--config_file" in result.stdout and "ddp.yaml" in result.stdout
+
+
+def test_a_strategy_that_cannot_fit_is_refused_unless_forced():
+    args = ["launch", "--dry-run", "--strategy", "ddp", "--num-processes", "2", "--gpu-mem", "0.5", TINY_RECIPE]
+    refused = run_cli(*args, timeout=120)
+    assert refused.returncode == 2 and "will not fit" in refused.stderr and "Traceback" not in refused.stderr
+    forced = run_cli(*args[:-1], "--force", TINY_RECIPE, timeout=120)
+    assert forced.returncode == 0 and "ddp.yaml" in forced.stdout

@@ -1,0 +1,166 @@
+"""`orpo-dist submit` and slurm/orpo.sbatch on a real Slurm cluster (slurm/local-cluster.sh).
+
+Two slurmd "nodes" on this machine, ZeRO-3 over CPU processes (one per node). The cluster is
+started by scripts/test.sh (CI) or by the fixture below.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .helpers import REPO, read_jsonl, run_cli, train_logs
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+TINY = REPO / "launch" / "recipes" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def slurm_env(slurm_cluster):
+    return slurm_cluster  # the running local cluster's client environment (tests/conftest.py)
+
+
+def submit(slurm_env, out, options, overrides, timeout=900):
+    """orpo-dist submit OPTIONS tiny.yaml --output_dir OUT OVERRIDES (2 CPU nodes, ZeRO-3)."""
+    return run_cli("submit", "--nodes", "2", "--gpus-per-node", "0", "--strategy", "zero3", *options, TINY,
+                   "--output_dir", out, *overrides, timeout=timeout, env=slurm_env)
+
+
+def read_until(proc, marker: str, timeout: float = 300) -> str:
+    """The submit command's output up to the first line holding `marker` (the plan prints first)."""
+    deadline, lines = time.time() + timeout, []
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if marker in line:
+            break
+    return "".join(lines)
+
+
+def job_id(stdout: str) -> str:
+    for line in stdout.splitlines():
+        if line.startswith("orpo-dist submit: job "):
+            return line.split()[3]
+    raise AssertionError(stdout)
+
+
+def test_two_node_zero3_job_completes(slurm_env, tmp_path):
+    out = tmp_path / "run"
+    result = submit(slurm_env, out, ["--time", "15", "--wait"], ["--max_steps", "8", "--save_strategy", "no"])
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "node 0 (" in result.stdout and "node 1 (" in result.stdout  # both nodes took part
+    assert "final metrics" in result.stdout
+    assert (out / "model.safetensors").is_file() and len(train_logs(out)) == 4
+    assert json.loads((out / "versions.json").read_text())["world_size"] == 2
+
+
+def _scontrol(slurm_env, *args):
+    return subprocess.run(["scontrol", *args], env={**os.environ, **slurm_env}, capture_output=True, text=True,
+                          timeout=30, check=True).stdout
+
+
+def test_time_limit_checkpoints_requeues_and_resumes(slurm_env, tmp_path):
+    """A job whose time limit runs out mid-run: Slurm's warning signal, a checkpoint, a requeue, a
+    resume. To be independent of this machine's speed, the limit is cut (scontrol) once training
+    is under way, to a minute after the job's current run time, and restored after the checkpoint."""
+    out = tmp_path / "requeued"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orpo_dist", "submit", "--nodes", "2", "--gpus-per-node", "0", "--strategy", "zero3",
+         "--time", "20", "--signal-delay", "45", "--wait", str(TINY), "--output_dir", str(out),
+         "--max_steps", "60", "--save_steps", "1000", "--logging_steps", "5"],
+        cwd=REPO, env={**os.environ, **slurm_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        jid = job_id(read_until(proc, "orpo-dist submit: job "))
+        deadline = time.time() + 300
+        while not train_logs_exist(out) and time.time() < deadline:
+            time.sleep(1)
+        assert train_logs_exist(out), "training never started"
+        info = _scontrol(slurm_env, "show", "job", jid)
+        run_time = next(t.split("=", 1)[1] for t in info.split() if t.startswith("RunTime="))
+        minutes = int(run_time.split(":")[-2]) + 60 * int(run_time.split(":")[-3].split("-")[-1]) + 2
+        _scontrol(slurm_env, "update", f"JobId={jid}", f"TimeLimit={minutes}")
+        while not (out / "STOPPED").exists() and time.time() < deadline + 300:
+            time.sleep(1)
+        assert (out / "STOPPED").exists(), "no checkpoint-and-stop before the time limit"
+        _scontrol(slurm_env, "update", f"JobId={jid}", "TimeLimit=20")
+        stdout, stderr = proc.communicate(timeout=900)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stdout[-2000:] + stderr[-3000:]
+    assert "started 2 time(s)" in stdout  # requeued once, then finished
+    steps = [r["step"] for r in train_logs(out)]
+    assert steps == list(range(5, 61, 5))  # one continuous run: resumed, never restarted
+    assert (out / "model.safetensors").is_file() and not (out / "STOPPED").exists()
+    node0 = "".join(p.read_text() for p in (out / "submitit").glob("*_0_log.out"))
+    assert "start 2" in node0 and "resuming from" in node0
+
+
+def train_logs_exist(out) -> bool:
+    try:
+        return (out / "metrics.jsonl").is_file() and bool(train_logs(out))
+    except ValueError:  # a line being written
+        return False
+
+
+def test_scancel_gives_a_clean_failure(slurm_env, tmp_path):
+    out = tmp_path / "cancelled"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orpo_dist", "submit", "--nodes", "2", "--gpus-per-node", "0", "--strategy", "zero3",
+         "--time", "15", "--wait", str(TINY), "--output_dir", str(out), "--max_steps", "100000"],
+        cwd=REPO, env={**os.environ, **slurm_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        jid = job_id(read_until(proc, "RUNNING"))
+        subprocess.run(["scancel", jid], check=True, env={**os.environ, **slurm_env}, timeout=30)
+        stdout, stderr = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+    assert proc.returncode == 2
+    assert "CANCELLED" in stderr and "Traceback" not in stderr and "--resume" in stderr
+
+
+def test_plain_sbatch_script_runs_the_same_job(slurm_env, tmp_path):
+    out = tmp_path / "sbatch"
+    env = {**os.environ, **slurm_env, "STRATEGY": "zero3", "GPUS_PER_NODE": "1"}
+    result = subprocess.run(
+        ["sbatch", "--wait", "--nodes=2", "--time=15", f"--output={tmp_path}/sbatch-%j.out",
+         str(REPO / "slurm" / "orpo.sbatch"), str(TINY), "--output_dir", str(out), "--max_steps", "6",
+         "--save_strategy", "no"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+    )
+    log = "".join(p.read_text() for p in tmp_path.glob("sbatch-*.out"))
+    assert result.returncode == 0, result.stderr + log[-4000:]
+    assert (out / "model.safetensors").is_file() and len(train_logs(out)) == 3
+    assert json.loads((out / "versions.json").read_text())["world_size"] == 2
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--partition", "nope"], "unknown partition"),
+    (["--nodes", "0"], "at least 1"),
+    (["--nodes", "3"], "has 2 node"),
+    (["--gpus-per-node", "4"], "GPU(s) each"),
+])
+def test_bad_requests_are_refused_before_submission(slurm_env, tmp_path, args, message):
+    result = run_cli("submit", "--strategy", "zero3", "--gpus-per-node", "0", "--nodes", "2", *args, TINY,
+                     "--output_dir", tmp_path / "x", timeout=120, env=slurm_env)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "x" / "submitit").exists()  # nothing was submitted
+
+
+def test_bad_recipe_and_missing_slurm_are_refused(slurm_env, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model_name_or_path: x\noutput_dir: /tmp/x\nbeta_: 1\n")
+    result = run_cli("submit", "--nodes", "1", "--gpus-per-node", "0", bad, timeout=120, env=slurm_env)
+    assert result.returncode == 2 and "beta_" in result.stderr
+    no_slurm = run_cli("submit", "--nodes", "1", "--gpus-per-node", "0", TINY, "--output_dir", tmp_path / "y",
+                       timeout=120, env={"SLURM_CONF": str(tmp_path / "missing.conf")})
+    assert no_slurm.returncode == 2 and "no Slurm reachable" in no_slurm.stderr
