@@ -79,6 +79,18 @@ def job_state(env: dict, job: str) -> str:
     return slurm(env, "squeue", "-h", "-j", job, "-o", "%T").strip()
 
 
+def describe(env: dict, *jobs: str) -> str:
+    """What Slurm says about these jobs, for a failure message."""
+    parts = []
+    for job in jobs:
+        result = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True, timeout=30,
+                                env={**os.environ, **env})
+        parts.append(result.stdout or result.stderr)
+    queue = subprocess.run(["squeue", "-a", "-o", "%i %P %T %r %N"], capture_output=True, text=True, timeout=30,
+                           env={**os.environ, **env})
+    return "\n".join(parts + [queue.stdout])
+
+
 def test_status_reports_every_daemon_up(slurm_cluster):
     result = subprocess.run(["bash", str(CLUSTER), "status"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -172,11 +184,20 @@ def test_urgent_job_preempts_a_submitit_job_which_requeues(slurm_cluster, tmp_pa
     executor.update_parameters(slurm_partition="debug", nodes=2, tasks_per_node=1, cpus_per_task=2,
                                timeout_min=30)
 
+    marks = tmp_path / "marks"
+    marks.mkdir()
+
     class Preemptible:  # defined here so that cloudpickle ships it by value
-        """Checkpointable: sleeps on its first run, returns its restart count on the next."""
+        """Checkpointable: sleeps on its first run, returns its restart count on the next.
+
+        Each task marks its start: submitit installs its signal handlers just before calling us, so a
+        mark from every task means a pre-emption signal now reaches a handler. (Sent earlier, USR2's
+        default action kills one task while the other sleeps on through the 120 s grace time.)
+        """
 
         def __call__(self):
             restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0"))
+            (marks / f"task{os.environ['SLURM_PROCID']}.run{restarts}").touch()
             if restarts == 0:
                 time.sleep(300)
             return restarts
@@ -187,11 +208,11 @@ def test_urgent_job_preempts_a_submitit_job_which_requeues(slurm_cluster, tmp_pa
     job = executor.submit(Preemptible())
     urgent = None
     try:
-        poll(f"debug job {job.job_id} running", lambda: job_state(slurm_cluster, job.job_id) == "RUNNING", 60)
-        time.sleep(2)  # let submitit install its signal handlers
+        poll(f"both tasks of debug job {job.job_id} running",
+             lambda: {p.name for p in marks.iterdir()} == {"task0.run0", "task1.run0"}, 90)
         urgent = sbatch(slurm_cluster, "-p", "urgent", "-N2", "-c2", "-t", "2", "-o", str(tmp_path / "urgent.out"),
                         "--wrap", "sleep 3")
-        assert final_state(slurm_cluster, urgent, 90) == "COMPLETED"
+        assert final_state(slurm_cluster, urgent, 90) == "COMPLETED", describe(slurm_cluster, job.job_id, urgent)
         poll(f"submitit job {job.job_id} after its requeue", job.done, 90)
         assert job.results() == [1, 1]
         log = (tmp_path / "submitit" / f"{job.job_id}_0_log.err").read_text()

@@ -128,6 +128,53 @@ def test_scancel_gives_a_clean_failure(slurm_env, tmp_path):
     assert "CANCELLED" in stderr and "Traceback" not in stderr and "--resume" in stderr
 
 
+def _training_pids(job: str, node: str) -> list[int]:
+    """Processes of Slurm job `job` on node `node` that run the training entry point."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            cmdline = (proc / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if (f"SLURM_JOB_ID={job}".encode() in environ and f"SLURMD_NODENAME={node}".encode() in environ
+                and b"orpo_dist.train" in cmdline):
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_a_node_whose_training_dies_ends_the_job_promptly(slurm_env, tmp_path):
+    """Node 2's training killed (as the OOM killer would): the job fails within two minutes with a
+    clean message, and node 1 is not left training alone. (Over gloo node 1 sees the closed socket
+    itself; the srun --kill-on-bad-exit that submit adds is what ends it where NCCL would not.)"""
+    out = tmp_path / "node-dies"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orpo_dist", "submit", "--nodes", "2", "--gpus-per-node", "0", "--strategy", "zero3",
+         "--time", "15", "--wait", str(TINY), "--output_dir", str(out), "--max_steps", "100000"],
+        cwd=REPO, env={**os.environ, **slurm_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        jid = job_id(read_until(proc, "orpo-dist submit: job "))
+        deadline = time.time() + 300
+        while not train_logs_exist(out) and time.time() < deadline:
+            time.sleep(1)
+        assert train_logs_exist(out), "training never started"
+        victims = _training_pids(jid, "n2")
+        assert victims, "no training process found on n2"
+        killed = time.time()
+        for pid in victims:
+            os.kill(pid, 9)
+        stdout, stderr = proc.communicate(timeout=240)
+        ended = time.time() - killed
+    finally:
+        proc.kill()
+    assert proc.returncode == 2, stdout[-2000:] + stderr[-3000:]
+    assert ended < 120, f"the job took {ended:.0f}s to end after node 2 died"
+    assert "FAILED" in stderr and "Traceback" not in stderr, stderr[-3000:]
+    script = next((out / "submitit").glob("*_submission.sh")).read_text()
+    assert "srun" in script and "--kill-on-bad-exit=1" in script
+
+
 def test_plain_sbatch_script_runs_the_same_job(slurm_env, tmp_path):
     out = tmp_path / "sbatch"
     env = {**os.environ, **slurm_env, "STRATEGY": "zero3", "GPUS_PER_NODE": "1"}

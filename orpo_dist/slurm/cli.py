@@ -137,7 +137,11 @@ def submit(args, strategy, overrides, output_dir: Path, timeout_min: int, partit
     if args.mem:
         params["mem_gb"] = args.mem
     if args.cluster == "slurm":
-        params.update(slurm_partition=partition, slurm_signal_delay_s=args.signal_delay)
+        # --kill-on-bad-exit: a node whose task dies (OOM, a bad GPU) ends the whole step at once.
+        # Gloo notices a dead peer's closed socket by itself; NCCL may not, and the other nodes
+        # would wait in their next collective until its timeout (30 min by default).
+        params.update(slurm_partition=partition, slurm_signal_delay_s=args.signal_delay,
+                      slurm_srun_args=["--kill-on-bad-exit=1"])
         for key in ("account", "qos", "constraint"):
             if getattr(args, key):
                 params[f"slurm_{key}"] = getattr(args, key)
