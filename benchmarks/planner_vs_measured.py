@@ -1,11 +1,17 @@
 """The planner's predicted peak memory per process vs the peak measured on real CPU runs.
 
-    python benchmarks/planner_vs_measured.py [--steps 4] [--only tiny]
+    python benchmarks/planner_vs_measured.py [--steps 4] [--only tiny] [--allocator both|returning|glibc]
 
 Each run trains a recipe for a few steps through the same command builder as `orpo-dist launch`
-(benchmarks/rank_stats.py records each rank's peak resident memory, VmHWM) on rows long enough to
-fill max_length, as the planner assumes. The prediction is `orpo-dist plan` for CPU processes
-(fp32, a per-process baseline included). Goal: within 20%.
+(benchmarks/rank_stats.py records each rank's peak resident memory, VmHWM, and the phase it was
+reached in) on rows long enough to fill max_length, as the planner assumes. The prediction is
+`orpo-dist plan` for CPU processes (fp32, a per-process baseline included). Goal: within 20%.
+
+The planner counts tensors. On GPUs that is what CUDA's caching allocator holds; on CPU, glibc's
+malloc raises its mmap threshold as tensors are freed (up to 32 MiB), after which freed tensors
+stay in the heap, fragmented, and count in RSS. `returning` runs every process with
+MALLOC_MMAP_THRESHOLD_=1 MiB, so that freed tensors go back to the OS and RSS follows the tensors;
+`glibc` is the default allocator; `both` (the default) measures each run both ways.
 """
 
 from __future__ import annotations
@@ -38,7 +44,11 @@ RUNS = [
     ("smollm2 lora", DEMO, "single", 1, []),
     ("smollm2 qlora", DEMO, "single", 1, QLORA),
     ("smollm2 lora", DEMO, "zero3", 2, []),
+    ("tiny full", TINY, "zero3-offload", 2, []),
+    ("smollm2 lora", DEMO, "zero3-offload", 2, []),
 ]
+# glibc's threshold fixed at 1 MiB: allocations above it are mmapped and unmapped when freed.
+ALLOCATORS = {"returning": {"MALLOC_MMAP_THRESHOLD_": str(2**20)}, "glibc": {}}
 
 
 def long_rows(path: Path, words: int) -> None:
@@ -49,18 +59,21 @@ def long_rows(path: Path, words: int) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def measure(recipe, strategy, procs, overrides, data, steps, port) -> float | str:
+def measure(recipe, strategy, procs, overrides, data, steps, port, allocator_env) -> tuple[float, str] | str:
+    """(peak RSS of the highest rank in GiB, the phase it was reached in), or why the run failed."""
     with tempfile.TemporaryDirectory() as tmp:
         stats = Path(tmp) / "stats"
         args = ["--dataset_name", str(data), "--dataset_test_split", "none", "--eval_split_size", "0",
                 "--output_dir", f"{tmp}/run", "--max_steps", str(steps), "--save_strategy", "no",
                 "--logging_steps", str(steps), *overrides]
         command = build(strategy, Layout(procs, main_process_port=port), recipe, args, entry=(ENTRY,))
-        done = subprocess.run(command.argv, env={**os.environ, **command.env, "STATS_DIR": str(stats)},
-                              cwd=REPO, capture_output=True, text=True)
+        done = subprocess.run(command.argv, cwd=REPO, capture_output=True, text=True,
+                              env={**os.environ, **command.env, **allocator_env, "STATS_DIR": str(stats)})
         if done.returncode != 0:
             return "failed: " + (done.stderr.strip().splitlines() or ["?"])[-1][:100]
-        return max(json.loads(p.read_text())["peak_rss_gib"] for p in stats.glob("rank*.json"))
+        top = max((json.loads(p.read_text()) for p in stats.glob("rank*.json")), key=lambda r: r["peak_rss_gib"])
+        phase = next(name for name, peak in top["peak_by_phase_gib"].items() if peak >= top["peak_rss_gib"] - 1e-3)
+        return top["peak_rss_gib"], phase
 
 
 def predict(recipe, strategy, procs, overrides) -> float:
@@ -74,21 +87,30 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--only", help="run only the rows whose name contains this")
+    parser.add_argument("--allocator", choices=("both", *ALLOCATORS), default="both")
     args = parser.parse_args()
+    allocators = list(ALLOCATORS) if args.allocator == "both" else [args.allocator]
+    header = f"{'run':<14}{'strategy':<15}{'procs':>6}{'predicted GiB':>15}"
+    for name in allocators:
+        header += f"{name + ' GiB':>16}{'ratio':>7}{'peak in':>10}"
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "long.jsonl"
         long_rows(data, words=400)
-        print(f"{'run':<14}{'strategy':<10}{'procs':>6}{'predicted GiB':>15}{'measured GiB':>14}{'ratio':>8}")
+        print(header, flush=True)
         for i, (name, recipe, strategy, procs, overrides) in enumerate(RUNS):
             if args.only and args.only not in name:
                 continue
             predicted = predict(recipe, strategy, procs, overrides)
-            measured = measure(recipe, strategy, procs, overrides, data, args.steps, 29700 + i)
-            if isinstance(measured, str):
-                print(f"{name:<14}{strategy:<10}{procs:>6}{predicted:>15.2f}  {measured}", flush=True)
-            else:
-                print(f"{name:<14}{strategy:<10}{procs:>6}{predicted:>15.2f}{measured:>14.2f}"
-                      f"{predicted / measured:>8.2f}", flush=True)
+            line = f"{name:<14}{strategy:<15}{procs:>6}{predicted:>15.2f}"
+            for allocator in allocators:
+                measured = measure(recipe, strategy, procs, overrides, data, args.steps, 29700 + i,
+                                   ALLOCATORS[allocator])
+                if isinstance(measured, str):
+                    line += f"  {measured}"
+                else:
+                    peak, phase = measured
+                    line += f"{peak:>16.2f}{predicted / peak:>7.2f}{phase:>10}"
+            print(line, flush=True)
     return 0
 
 

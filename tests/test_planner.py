@@ -219,15 +219,22 @@ def test_answerdotai_70b_qlora_on_two_24gb_gpus_needs_cpu_offload(tmp_path, max_
 
 # --- the memory model -----------------------------------------------------------------------
 
+@pytest.mark.parametrize("zero3", [False, True], ids=["plain", "zero3-linear"])
 @pytest.mark.parametrize("dtype,method,dropout", [
     ("float32", "full", 0.0), ("bfloat16", "full", 0.0), ("float32", "lora", 0.0),
     ("bfloat16", "lora", 0.0), ("bfloat16", "lora", 0.05), ("float32", "lora", 0.05),
 ])
-def test_activation_model_equals_what_autograd_saves(dtype, method, dropout):
+def test_activation_model_equals_what_autograd_saves(dtype, method, dropout, zero3, monkeypatch):
     """Per token and decoder layer, the formula equals the bytes autograd saves for backward in a
-    real (small) llama: norms, SDPA attention with a padding mask, MLP and LoRA adapters."""
+    real (small) llama: norms, SDPA attention with a padding mask, MLP and LoRA adapters; and under
+    ZeRO-3, whose F.linear replacement (DeepSpeed's own, patched in as zero.Init does) saves more."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
+
+    if zero3:
+        from deepspeed.runtime.zero.linear import zero3_linear_wrap
+
+        monkeypatch.setattr(torch.nn.functional, "linear", zero3_linear_wrap)
 
     dims = dict(hidden_size=96, intermediate_size=160, num_attention_heads=6, num_key_value_heads=2, vocab_size=512)
     batch, length = 2, 32
@@ -261,7 +268,7 @@ def test_activation_model_equals_what_autograd_saves(dtype, method, dropout):
     shape = resolve_shape("smollm2", dict(dims, num_hidden_layers=3, tie_word_embeddings=False))
     workload = Workload(max_length=length, micro_batch=batch, gradient_checkpointing=False, lora_r=8,
                         lora_targets=QKVO, lora_dropout=dropout, dtype=dtype)
-    _, detail = activation_bytes(shape, method, Hardware(device="cpu"), workload, Assumptions())
+    _, detail = activation_bytes(shape, method, Hardware(device="cpu"), workload, Assumptions(), zero3_linear=zero3)
     assert detail["per_token_per_layer"] == pytest.approx(per_layer, rel=0.01)
 
 

@@ -258,10 +258,12 @@ def estimate(shape: ModelShape, method: str, hardware: Hardware, workload: Workl
         trainable = lora_params(shape, workload.lora_targets, workload.lora_r)
         targets = tuple(dict.fromkeys(g.name for g in groups))
     acts, detail = activation_bytes(shape, method, hardware, workload, a)
+    acts_zero3, _ = activation_bytes(shape, method, hardware, workload, a, zero3_linear=True)
     logits_tensor = 2 * workload.micro_batch * workload.max_length * shape.vocab_size * w
     factor = a.logits_peak_fp32 if w == 4 else a.logits_peak_16bit
     estimates = [
-        _strategy(s, shape, method, hardware, workload, a, w, trainable, acts, logits_tensor, factor)
+        _strategy(s, shape, method, hardware, workload, a, w, trainable,
+                  acts_zero3 if s.startswith("zero3") else acts, logits_tensor, factor)
         for s in STRATEGIES
     ]
     return Plan(shape, method, hardware, workload, a, trainable, targets, w, estimates, detail)
@@ -357,10 +359,9 @@ def _strategy(name, shape, method, hw, wl, a, w, trainable, acts, logits_tensor,
     gpu["logits"] = int(logits_tensor)
     gpu["loss_buffers"] = int((logits_factor - 1) * logits_tensor)
     if cpu_device:
+        # The figures count tensors, as CUDA's allocator holds them. glibc's malloc can keep freed
+        # tensors resident on top (docs/planner.md, "What RSS shows on CPU"); not modelled.
         gpu["overhead"] = int(a.cpu_process_gib * GiB)
-        if method == "qlora":
-            # Quantising on the CPU reads the full-precision linear weights; glibc keeps those pages.
-            gpu["overhead"] += int(shape.linear_weight_params * w / (n if name.startswith("zero3") else 1))
         if name in ("zero3-offload", "zero3-offload-all"):
             # On a CPU "device" the offloaded states live in the same RAM as the process.
             gpu["overhead"] += int(cpu / a.zero_cpu_buffer / hw.gpus_per_node)
@@ -399,7 +400,7 @@ def _strategy(name, shape, method, hw, wl, a, w, trainable, acts, logits_tensor,
 
 
 def activation_bytes(shape: ModelShape, method: str, hardware: Hardware, workload: Workload,
-                     a: Assumptions) -> tuple[float, dict[str, float]]:
+                     a: Assumptions, zero3_linear: bool = False) -> tuple[float, dict[str, float]]:
     """Bytes of activations autograd keeps for backward in one micro-step (2 x micro-batch sequences).
 
     Per token and decoder layer, counted from what each op saves (checked against autograd's saved
@@ -412,6 +413,9 @@ def activation_bytes(shape: ModelShape, method: str, hardware: Hardware, workloa
       LoRA          per adapted linear: its fp32 input (dropout output + mask when dropout > 0, a cast
                     copy when the compute dtype is 16-bit) and its r-sized A output
       QLoRA         bitsandbytes keeps each 4-bit linear's input in the compute dtype
+    ZeRO-3 (zero3_linear)  DeepSpeed replaces torch.nn.functional.linear with its own autograd
+                  function, which saves every linear's input, frozen or not: under LoRA the
+                  frozen linears' inputs no adapter keeps, and lm_head's input, become saved too
     Gradient checkpointing keeps only each layer's input (s*h per token) and recomputes one layer
     at a time in backward (+ that layer's full activations).
     """
@@ -436,6 +440,9 @@ def activation_bytes(shape: ModelShape, method: str, hardware: Hardware, workloa
         adapters = _lora_activation_bytes(shape, method, workload, a, s, s_norm_out, cuda)
     per_layer = norms + attention + mlp + adapters
     post = 4 * h + 4 + (2 * s * h if full else 0)  # final norm (+ lm_head's input when trainable)
+    if zero3_linear and not full:  # full fine-tuning saves every linear's input already
+        per_layer += _zero3_frozen_linear_inputs(shape, method, workload, a, s, s_norm_out)
+        post += s_norm_out * h  # lm_head's input, the final norm's output
     pre = 8  # input ids
     if workload.gradient_checkpointing:
         kept = shape.num_layers * s * h + per_layer  # layer inputs + one layer recomputed
@@ -491,4 +498,26 @@ def _lora_activation_bytes(shape, method, workload, a, s, s_norm_out, cuda) -> f
         else:
             total += count * sa * g.in_features  # a cast copy per adapted linear
         total += count * sa * workload.lora_r  # A's output, kept by B
+    return total
+
+
+def _zero3_frozen_linear_inputs(shape, method, workload, a, s, s_norm_out) -> float:
+    """Per token per decoder layer: inputs of frozen linears that DeepSpeed's ZeRO-3 linear saves and
+    nothing else keeps. QLoRA's 4-bit linears are bitsandbytes matmuls (not F.linear) and keep their
+    input already; o_proj's input is the attention output SDPA keeps."""
+    if method != "lora":
+        return 0.0
+    targets = {g.name for g in lora_target_groups(shape, workload.lora_targets) if g.in_layers}
+    in_layers = {g.name for g in shape.linear_groups if g.in_layers}
+    h, inter = shape.hidden_size, shape.intermediate_size
+    total = 0.0
+    for names, dtype, width in ((("q_proj", "k_proj", "v_proj"), s_norm_out, h),
+                                (("gate_proj", "up_proj"), s_norm_out, h),
+                                (("down_proj",), s, inter)):
+        if not in_layers & set(names):
+            continue
+        # An adapter on this input with no dropout keeps the very same fp32 tensor.
+        kept = bool(targets & set(names)) and workload.lora_dropout == 0 and dtype == a.lora_adapter_bytes
+        if not kept:
+            total += dtype * width
     return total
