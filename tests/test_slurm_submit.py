@@ -52,6 +52,23 @@ def job_id(stdout: str) -> str:
     raise AssertionError(stdout)
 
 
+def submit_in_background(slurm_env, out, options: list[str], overrides: list[str]) -> subprocess.Popen:
+    """`orpo-dist submit --wait OPTIONS tiny.yaml OVERRIDES` (2 CPU nodes, ZeRO-3) beside the test."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "orpo_dist", "submit", "--nodes", "2", "--gpus-per-node", "0", "--strategy", "zero3",
+         "--wait", *options, str(TINY), "--output_dir", str(out), *overrides],
+        cwd=REPO, env={**os.environ, **slurm_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def wait_for_training(out, timeout: float = 300) -> None:
+    """Until metrics.jsonl holds a training step."""
+    deadline = time.time() + timeout
+    while not train_logs_exist(out) and time.time() < deadline:
+        time.sleep(1)
+    assert train_logs_exist(out), "training never started"
+
+
 def test_two_node_zero3_job_completes(slurm_env, tmp_path):
     out = tmp_path / "run"
     result = submit(slurm_env, out, ["--time", "15", "--wait"], ["--max_steps", "8", "--save_strategy", "no"])
@@ -72,18 +89,12 @@ def test_time_limit_checkpoints_requeues_and_resumes(slurm_env, tmp_path):
     resume. To be independent of this machine's speed, the limit is cut (scontrol) once training
     is under way, to a minute after the job's current run time, and restored after the checkpoint."""
     out = tmp_path / "requeued"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orpo_dist", "submit", "--nodes", "2", "--gpus-per-node", "0", "--strategy", "zero3",
-         "--time", "20", "--signal-delay", "45", "--wait", str(TINY), "--output_dir", str(out),
-         "--max_steps", "60", "--save_steps", "1000", "--logging_steps", "5"],
-        cwd=REPO, env={**os.environ, **slurm_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    proc = submit_in_background(slurm_env, out, ["--time", "20", "--signal-delay", "45"],
+                                ["--max_steps", "60", "--save_steps", "1000", "--logging_steps", "5"])
     try:
         jid = job_id(read_until(proc, "orpo-dist submit: job "))
         deadline = time.time() + 300
-        while not train_logs_exist(out) and time.time() < deadline:
-            time.sleep(1)
-        assert train_logs_exist(out), "training never started"
+        wait_for_training(out)
         info = _scontrol(slurm_env, "show", "job", jid)
         run_time = next(t.split("=", 1)[1] for t in info.split() if t.startswith("RunTime="))
         minutes = int(run_time.split(":")[-2]) + 60 * int(run_time.split(":")[-3].split("-")[-1]) + 2
@@ -113,11 +124,7 @@ def train_logs_exist(out) -> bool:
 
 def test_scancel_gives_a_clean_failure(slurm_env, tmp_path):
     out = tmp_path / "cancelled"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orpo_dist", "submit", "--nodes", "2", "--gpus-per-node", "0", "--strategy", "zero3",
-         "--time", "15", "--wait", str(TINY), "--output_dir", str(out), "--max_steps", "100000"],
-        cwd=REPO, env={**os.environ, **slurm_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    proc = submit_in_background(slurm_env, out, ["--time", "15"], ["--max_steps", "100000"])
     try:
         jid = job_id(read_until(proc, "RUNNING"))
         subprocess.run(["scancel", jid], check=True, env={**os.environ, **slurm_env}, timeout=30)
@@ -148,17 +155,10 @@ def test_a_node_whose_training_dies_ends_the_job_promptly(slurm_env, tmp_path):
     clean message, and node 1 is not left training alone. (Over gloo node 1 sees the closed socket
     itself; the srun --kill-on-bad-exit that submit adds is what ends it where NCCL would not.)"""
     out = tmp_path / "node-dies"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orpo_dist", "submit", "--nodes", "2", "--gpus-per-node", "0", "--strategy", "zero3",
-         "--time", "15", "--wait", str(TINY), "--output_dir", str(out), "--max_steps", "100000"],
-        cwd=REPO, env={**os.environ, **slurm_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    proc = submit_in_background(slurm_env, out, ["--time", "15"], ["--max_steps", "100000"])
     try:
         jid = job_id(read_until(proc, "orpo-dist submit: job "))
-        deadline = time.time() + 300
-        while not train_logs_exist(out) and time.time() < deadline:
-            time.sleep(1)
-        assert train_logs_exist(out), "training never started"
+        wait_for_training(out)
         victims = _training_pids(jid, "n2")
         assert victims, "no training process found on n2"
         killed = time.time()
