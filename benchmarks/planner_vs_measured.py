@@ -72,7 +72,8 @@ def measure(recipe, strategy, procs, overrides, data, steps, port, allocator_env
         if done.returncode != 0:
             return "failed: " + (done.stderr.strip().splitlines() or ["?"])[-1][:100]
         top = max((json.loads(p.read_text()) for p in stats.glob("rank*.json")), key=lambda r: r["peak_rss_gib"])
-        phase = next(name for name, peak in top["peak_by_phase_gib"].items() if peak >= top["peak_rss_gib"] - 1e-3)
+        phase = next((name for name, peak in top["peak_by_phase_gib"].items() if peak >= top["peak_rss_gib"] - 1e-3),
+                     "end")  # after the last step (saving, evaluation)
         return top["peak_rss_gib"], phase
 
 

@@ -497,6 +497,23 @@ def test_table_module_runs():
     assert "| qlora | 16 (2 x 8) |" in done.stdout and "meta-llama/Meta-Llama-3-70B" in done.stdout
 
 
+def test_table_follows_the_host_memory_it_is_given():
+    """Less host memory per GPU takes the offload strategies away (70B full FT on 16 x 80 GB)."""
+    from orpo_dist.planner.table import cell, render
+
+    workload = Workload(max_length=1024, gradient_checkpointing=True)
+    assert cell("meta-llama/Meta-Llama-3-70B", "full", 16, 80, workload).startswith("zero3-offload")
+    assert cell("meta-llama/Meta-Llama-3-70B", "full", 16, 80, workload, host_gib_per_gpu=32) == "-"
+    assert render(host_gib_per_gpu=32).endswith("`python -m orpo_dist.planner.table --host-gib-per-gpu 32`.")
+
+
+def test_plans_for_cpu_processes_warn_about_glibc_and_gpu_plans_do_not():
+    shape = resolve_shape("smollm2")
+    cpu = recommend(estimate(shape, "lora", Hardware(gpu_mem_gib=16, device="cpu"), Workload()))
+    gpu = recommend(estimate(shape, "lora", Hardware(gpu_mem_gib=16), Workload()))
+    assert any("glibc" in n for n in cpu.notes) and not any("glibc" in n for n in gpu.notes)
+
+
 def test_plan_json_is_complete():
     plan = estimate(resolve_shape("Qwen/Qwen2.5-7B"), "lora", Hardware(gpus_per_node=4, gpu_mem_gib=40), Workload())
     data = json.loads(plan_json(plan))

@@ -504,20 +504,19 @@ def _lora_activation_bytes(shape, method, workload, a, s, s_norm_out, cuda) -> f
 def _zero3_frozen_linear_inputs(shape, method, workload, a, s, s_norm_out) -> float:
     """Per token per decoder layer: inputs of frozen linears that DeepSpeed's ZeRO-3 linear saves and
     nothing else keeps. QLoRA's 4-bit linears are bitsandbytes matmuls (not F.linear) and keep their
-    input already; o_proj's input is the attention output SDPA keeps."""
+    input already; o_proj's input (attn_out) is the attention output SDPA keeps."""
     if method != "lora":
         return 0.0
     targets = {g.name for g in lora_target_groups(shape, workload.lora_targets) if g.in_layers}
-    in_layers = {g.name for g in shape.linear_groups if g.in_layers}
-    h, inter = shape.hidden_size, shape.intermediate_size
+    width = {"attn_in": shape.hidden_size, "mlp_in": shape.hidden_size, "mlp_mid": shape.intermediate_size}
+    dtype = {"attn_in": s_norm_out, "mlp_in": s_norm_out, "mlp_mid": s}
     total = 0.0
-    for names, dtype, width in ((("q_proj", "k_proj", "v_proj"), s_norm_out, h),
-                                (("gate_proj", "up_proj"), s_norm_out, h),
-                                (("down_proj",), s, inter)):
-        if not in_layers & set(names):
+    for grp in width:
+        names = {name for name, g in _INPUT_GROUP.items() if g == grp}
+        if not names & {g.name for g in shape.linear_groups if g.in_layers}:
             continue
         # An adapter on this input with no dropout keeps the very same fp32 tensor.
-        kept = bool(targets & set(names)) and workload.lora_dropout == 0 and dtype == a.lora_adapter_bytes
+        kept = bool(targets & names) and workload.lora_dropout == 0 and dtype[grp] == a.lora_adapter_bytes
         if not kept:
-            total += dtype * width
+            total += dtype[grp] * width[grp]
     return total

@@ -109,7 +109,7 @@ def recommend(plan: Plan) -> Recommendation:
     notes += at.notes
     if plan.hardware.device == "cpu":
         notes.append("CPU processes: the figures count tensors; glibc's malloc can keep freed tensors resident "
-                     "on top (measured up to 40% more under ZeRO-3; docs/planner.md, \"What RSS shows on CPU\")")
+                     "on top (measured up to 41% more under ZeRO-3; docs/planner.md, \"What RSS shows on CPU\")")
     return Recommendation(chosen, micro, accum, global_batch, best, at.peak, at.usable, reason, [], notes)
 
 
