@@ -84,24 +84,40 @@ def _scontrol(slurm_env, *args):
                           timeout=30, check=True).stdout
 
 
+def _seconds(slurm_time: str) -> int:
+    """Slurm's [D-]HH:MM:SS (or MM:SS) as seconds."""
+    days, _, clock = slurm_time.rpartition("-")
+    seconds = 0
+    for part in clock.split(":"):
+        seconds = 60 * seconds + int(part)
+    return seconds + 86400 * int(days or 0)
+
+
 def test_time_limit_checkpoints_requeues_and_resumes(slurm_env, tmp_path):
     """A job whose time limit runs out mid-run: Slurm's warning signal, a checkpoint, a requeue, a
     resume. To be independent of this machine's speed, the limit is cut (scontrol) once training
-    is under way, to a minute after the job's current run time, and restored after the checkpoint."""
+    is under way, to the first whole minute that puts the warning signal (45 s before the limit)
+    10-70 s ahead, and restored after the checkpoint. 150 steps last over two minutes here (about
+    1 step/s), so the signal always lands mid-run."""
     out = tmp_path / "requeued"
     proc = submit_in_background(slurm_env, out, ["--time", "20", "--signal-delay", "45"],
-                                ["--max_steps", "60", "--save_steps", "1000", "--logging_steps", "5"])
+                                ["--max_steps", "150", "--save_steps", "1000", "--logging_steps", "10"])
+    stdout = stderr = ""
     try:
         jid = job_id(read_until(proc, "orpo-dist submit: job "))
-        deadline = time.time() + 300
         wait_for_training(out)
         info = _scontrol(slurm_env, "show", "job", jid)
-        run_time = next(t.split("=", 1)[1] for t in info.split() if t.startswith("RunTime="))
-        minutes = int(run_time.split(":")[-2]) + 60 * int(run_time.split(":")[-3].split("-")[-1]) + 2
+        run_time = _seconds(next(t.split("=", 1)[1] for t in info.split() if t.startswith("RunTime=")))
+        minutes = -(-(run_time + 10 + 45) // 60)  # ceil
         _scontrol(slurm_env, "update", f"JobId={jid}", f"TimeLimit={minutes}")
-        while not (out / "STOPPED").exists() and time.time() < deadline + 300:
+        deadline = time.time() + 180
+        while not (out / "STOPPED").exists() and proc.poll() is None and time.time() < deadline:
             time.sleep(1)
-        assert (out / "STOPPED").exists(), "no checkpoint-and-stop before the time limit"
+        if not (out / "STOPPED").exists():
+            proc.kill()
+            stdout, stderr = proc.communicate(timeout=60)
+        assert (out / "STOPPED").exists(), ("no checkpoint-and-stop before the time limit (last step "
+                                            f"{train_logs(out)[-1]['step']})\n" + stdout[-2000:] + stderr[-2000:])
         _scontrol(slurm_env, "update", f"JobId={jid}", "TimeLimit=20")
         stdout, stderr = proc.communicate(timeout=900)
     finally:
@@ -109,7 +125,7 @@ def test_time_limit_checkpoints_requeues_and_resumes(slurm_env, tmp_path):
     assert proc.returncode == 0, stdout[-2000:] + stderr[-3000:]
     assert "started 2 time(s)" in stdout  # requeued once, then finished
     steps = [r["step"] for r in train_logs(out)]
-    assert steps == list(range(5, 61, 5))  # one continuous run: resumed, never restarted
+    assert steps == list(range(10, 151, 10))  # one continuous run: resumed, never restarted
     assert (out / "model.safetensors").is_file() and not (out / "STOPPED").exists()
     node0 = "".join(p.read_text() for p in (out / "submitit").glob("*_0_log.out"))
     assert "start 2" in node0 and "resuming from" in node0
