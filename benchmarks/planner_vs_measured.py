@@ -30,8 +30,8 @@ from orpo_dist.recipe import check_without_hardware
 
 REPO = Path(__file__).resolve().parent.parent
 ENTRY = str(REPO / "benchmarks" / "rank_stats.py")
-TINY = str(REPO / "launch/recipes/tiny.yaml")
-DEMO = str(REPO / "launch/recipes/smollm2-demo.yaml")
+TINY = str(REPO / "orpo_dist/recipes/tiny.yaml")
+DEMO = str(REPO / "orpo_dist/recipes/smollm2-demo.yaml")
 SMOL_FULL = ["--use_peft", "false"]
 QLORA = ["--load_in_4bit", "true"]
 # (name, recipe, strategy, processes, overrides)

@@ -1,6 +1,6 @@
 """Step time and peak memory per strategy, 1 vs 2 processes, measured in one run.
 
-    python benchmarks/strategies.py [--steps 12] [--recipe launch/recipes/tiny.yaml] [overrides...]
+    python benchmarks/strategies.py [--steps 12] [--recipe orpo_dist/recipes/tiny.yaml] [overrides...]
 
 Every configuration trains the same recipe with the same global batch (8 pairs per step: 1 process
 x 8, or 2 processes x 4) through the same command builder as `orpo-dist launch`, on CPU
@@ -43,7 +43,7 @@ def measure(strategy: str, procs: int, recipe: str, steps: int, global_batch: in
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipe", default=str(REPO / "launch/recipes/tiny.yaml"))
+    parser.add_argument("--recipe", default=str(REPO / "orpo_dist/recipes/tiny.yaml"))
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--global-batch", type=int, default=8)
     parser.add_argument("--json", help="also write the rows here")

@@ -17,7 +17,7 @@ COMMANDS = {
     "eval": ("orpo_dist.eval.cli", "score held-out pairs for a base and a trained model, side by side"),
     "demo": ("orpo_dist.demo", "align SmolLM2-135M-Instruct on the bundled preference set, then evaluate"),
     "launch": ("orpo_dist.launcher.cli", "run a recipe over several processes with accelerate + DeepSpeed"),
-    "submit": ("orpo_dist.slurm.cli", "submit a recipe to Slurm through submitit"),
+    "submit": ("orpo_dist.launcher.slurm.cli", "submit a recipe to Slurm through submitit"),
     "plan": ("orpo_dist.planner.cli", "predict memory per GPU and recommend a strategy"),
 }
 

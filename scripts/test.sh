@@ -7,10 +7,10 @@ cd "$(dirname "$0")/.."
 . .venv/bin/activate
 export ORPO_SLURM_DIR=${ORPO_SLURM_DIR:-/tmp/orpo-slurm-test-$$}
 
-cleanup() { bash slurm/local-cluster.sh stop || true; rm -rf "$ORPO_SLURM_DIR"; }
-if [ -x slurm/local-cluster.sh ] || [ -f slurm/local-cluster.sh ]; then
+cleanup() { bash scripts/local-cluster.sh stop || true; rm -rf "$ORPO_SLURM_DIR"; }
+if [ -x scripts/local-cluster.sh ] || [ -f scripts/local-cluster.sh ]; then
   trap cleanup EXIT
-  bash slurm/local-cluster.sh start
-  eval "$(bash slurm/local-cluster.sh env)"
+  bash scripts/local-cluster.sh start
+  eval "$(bash scripts/local-cluster.sh env)"
 fi
 python -m pytest -ra "$@"

@@ -15,7 +15,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-SLURM_CLUSTER = Path(__file__).resolve().parent.parent / "slurm" / "local-cluster.sh"
+SLURM_CLUSTER = Path(__file__).resolve().parent.parent / "scripts" / "local-cluster.sh"
 
 # A llama small enough to train in seconds on 2 cores, with the demo tokenizer's vocabulary.
 TINY_LLAMA = dict(

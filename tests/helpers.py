@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-TINY_RECIPE = REPO / "launch" / "recipes" / "tiny.yaml"
+TINY_RECIPE = REPO / "orpo_dist" / "recipes" / "tiny.yaml"
 
 
 def read_jsonl(path) -> list[dict]:

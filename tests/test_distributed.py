@@ -22,7 +22,7 @@ from .helpers import REPO, train_logs
 
 pytestmark = pytest.mark.slow
 PROBE = REPO / "tests" / "dist_probe.py"
-TINY = REPO / "launch" / "recipes" / "tiny.yaml"
+TINY = REPO / "orpo_dist" / "recipes" / "tiny.yaml"
 ROWS = 96
 
 

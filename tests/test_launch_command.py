@@ -90,7 +90,7 @@ def test_dry_run_prints_the_exact_command():
     argv = [a for a in shlex.split(line) if "=" not in a or a.startswith("--")]
     args = launch_command_parser().parse_args(argv[argv.index("accelerate.commands.launch") + 1:])
     assert args.num_processes == 2 and args.training_script_args[-2:] == ["--max_steps", "3"]
-    assert str(REPO / "ds_configs" / "zero2.json") == args.deepspeed_config_file
+    assert str(REPO / "orpo_dist" / "configs" / "deepspeed" / "zero2.json") == args.deepspeed_config_file
 
 
 def test_launch_refuses_a_bad_recipe_before_starting(tmp_path):

@@ -11,7 +11,7 @@ from orpo_dist.recipe import check_keys, load_yaml, parse, resolved_dict
 
 from .helpers import REPO, TINY_RECIPE, run_cli
 
-RECIPES = sorted((REPO / "launch" / "recipes").glob("*.yaml"))
+RECIPES = sorted((REPO / "orpo_dist" / "recipes").glob("*.yaml"))
 
 
 def test_yaml_and_cli_override(tmp_path):
@@ -64,13 +64,13 @@ def test_shipped_recipes_parse(path, tmp_path):
 
 
 def test_demo_recipe_file_matches_embedded_default():
-    shipped = load_yaml(REPO / "launch" / "recipes" / "smollm2-demo.yaml")
+    shipped = load_yaml(REPO / "orpo_dist" / "recipes" / "smollm2-demo.yaml")
     shipped.pop("output_dir")
     assert shipped == DEMO_RECIPE
 
 
 def test_llama3_qlora_recipe_is_the_tutorial_run(tmp_path):
-    r = parse(["--config", str(REPO / "launch/recipes/llama3-8b-qlora.yaml"), "--bf16", "false",
+    r = parse(["--config", str(REPO / "orpo_dist/recipes/llama3-8b-qlora.yaml"), "--bf16", "false",
                "--output_dir", str(tmp_path)])
     m, t = r.model, r.training
     assert (m.load_in_4bit, m.bnb_4bit_quant_type, m.use_bnb_nested_quant, m.dtype) == (True, "nf4", True, "bfloat16")

@@ -1,4 +1,4 @@
-"""The local Slurm cluster itself (slurm/local-cluster.sh): two nodes, accounting, requeue,
+"""The local Slurm cluster itself (scripts/local-cluster.sh): two nodes, accounting, requeue,
 pre-emption, cancel, and submitit on top. Needs root on Debian; scripts/test.sh starts the cluster
 first, and the fixture below starts it when it is down (and leaves it running).
 
@@ -17,7 +17,7 @@ import pytest
 from .helpers import REPO
 
 pytestmark = pytest.mark.slurm
-CLUSTER = REPO / "slurm" / "local-cluster.sh"
+CLUSTER = REPO / "scripts" / "local-cluster.sh"
 TEST_LIMIT = 300  # seconds per test
 FINAL = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY",
          "BOOT_FAIL", "DEADLINE", "REVOKED"}

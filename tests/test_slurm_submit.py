@@ -1,4 +1,5 @@
-"""`orpo-dist submit` and slurm/orpo.sbatch on a real Slurm cluster (slurm/local-cluster.sh).
+"""`orpo-dist submit` and orpo_dist/configs/slurm/orpo.sbatch on a real Slurm cluster
+(scripts/local-cluster.sh).
 
 Two slurmd "nodes" on this machine, ZeRO-3 over CPU processes (one per node). The cluster is
 started by scripts/test.sh (CI) or by the fixture below.
@@ -18,7 +19,7 @@ import pytest
 from .helpers import REPO, read_jsonl, run_cli, train_logs
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
-TINY = REPO / "launch" / "recipes" / "tiny.yaml"
+TINY = REPO / "orpo_dist" / "recipes" / "tiny.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -196,8 +197,8 @@ def test_plain_sbatch_script_runs_the_same_job(slurm_env, tmp_path):
     env = {**os.environ, **slurm_env, "STRATEGY": "zero3", "GPUS_PER_NODE": "1"}
     result = subprocess.run(
         ["sbatch", "--wait", "--nodes=2", "--time=15", f"--output={tmp_path}/sbatch-%j.out",
-         str(REPO / "slurm" / "orpo.sbatch"), str(TINY), "--output_dir", str(out), "--max_steps", "6",
-         "--save_strategy", "no"],
+         str(REPO / "orpo_dist" / "configs" / "slurm" / "orpo.sbatch"), str(TINY), "--output_dir", str(out),
+         "--max_steps", "6", "--save_strategy", "no"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
     )
     log = "".join(p.read_text() for p in tmp_path.glob("sbatch-*.out"))

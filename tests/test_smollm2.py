@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 def test_smollm2_lora_trains_and_evaluates(tmp_path):
     out = tmp_path / "smol"
-    trained = run_cli("train", "--config", REPO / "launch/recipes/smollm2-demo.yaml", "--output_dir", out,
+    trained = run_cli("train", "--config", REPO / "orpo_dist/recipes/smollm2-demo.yaml", "--output_dir", out,
                       "--max_steps", "6", "--logging_steps", "2", "--max_train_samples", "24",
                       "--max_eval_samples", "12", "--save_strategy", "no", timeout=900)
     assert trained.returncode == 0, trained.stderr[-3000:]

@@ -16,7 +16,8 @@ import sys
 
 from ..errors import UserError
 from ..stop_protocol import EXIT_STOPPED, STOPPED_FILE
-from .command import STRATEGIES, build, gpu_count, ignore_stop_signals, layout_from_env
+from .command import build, gpu_count, ignore_stop_signals, layout_from_env
+from .strategies import STRATEGIES
 
 EPILOG = """examples:
   orpo-dist launch --strategy zero3 --num-processes 2 launch/recipes/tiny.yaml

@@ -10,25 +10,11 @@ import os
 import shlex
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..errors import UserError
+from .strategies import DEEPSPEED, STRATEGIES, accelerate_config, deepspeed_config
 
-STRATEGIES = ("single", "ddp", "zero2", "zero3", "zero3-offload", "zero3-offload-all")
-DEEPSPEED = {"zero2", "zero3", "zero3-offload", "zero3-offload-all"}
 DEFAULT_PORT = 29500
-
-
-def project_home() -> Path:
-    """Folder holding launch/accelerate/ and ds_configs/ (the repo root for an editable install)."""
-    candidates = [os.environ.get("ORPO_DIST_HOME"), Path(__file__).resolve().parents[2], Path.cwd()]
-    for candidate in filter(None, candidates):
-        if (Path(candidate) / "ds_configs").is_dir() and (Path(candidate) / "launch" / "accelerate").is_dir():
-            return Path(candidate).resolve()
-    raise UserError(
-        "cannot find the launch/accelerate/ and ds_configs/ folders: install orpo-dist from a clone "
-        "(pip install -e .) or set ORPO_DIST_HOME to the clone's root"
-    )
 
 
 @dataclass
@@ -114,13 +100,12 @@ def build(strategy: str, layout: Layout, recipe: str, overrides: list[str], on_g
     if strategy == "single" and layout.num_processes != 1:
         raise UserError(f"strategy single runs one process, not {layout.num_processes}: use ddp or a ZeRO strategy")
     on_gpu = gpu_count() > 0 if on_gpu is None else on_gpu
-    home = project_home()
     argv = [sys.executable, "-m", "accelerate.commands.launch",
-            "--config_file", str(home / "launch" / "accelerate" / f"{strategy}.yaml"),
+            "--config_file", str(accelerate_config(strategy)),
             "--num_processes", str(layout.num_processes),
             "--num_machines", str(layout.num_machines)]
     if strategy in DEEPSPEED:
-        argv += ["--deepspeed_config_file", str(home / "ds_configs" / f"{strategy}.json")]
+        argv += ["--deepspeed_config_file", str(deepspeed_config(strategy))]
     if layout.num_machines > 1:
         argv += ["--machine_rank", str(layout.machine_rank), "--main_process_ip", str(layout.main_process_ip),
                  "--main_process_port", str(layout.main_process_port)]

@@ -16,13 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import UserError
+from ..launcher.strategies import DEEPSPEED, STRATEGIES  # fastest first: the recommendation is the first that fits
 from .shapes import ModelShape, lora_params, lora_target_groups
 
 GiB = 2**30
 METHODS = ("full", "lora", "qlora")
-# Fastest first: the recommendation is the first that fits. Same names as `orpo-dist launch`.
-STRATEGIES = ("single", "ddp", "zero2", "zero3", "zero3-offload", "zero3-offload-all")
-DEEPSPEED = ("zero2", "zero3", "zero3-offload", "zero3-offload-all")
 DEVICES = ("cuda", "cpu")
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 

@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import json
 
+from ..launcher.strategies import LABELS
 from .memory import GiB, Plan
 from .recommend import Recommendation, recommend
-
-_STRATEGY_LABEL = {
-    "single": "single GPU",
-    "ddp": "DDP",
-    "zero2": "ZeRO-2",
-    "zero3": "ZeRO-3",
-    "zero3-offload": "ZeRO-3 + opt offload",
-    "zero3-offload-all": "ZeRO-3 + full offload",
-}
 
 
 def _g(value: float, width: int = 7) -> str:
@@ -64,7 +56,7 @@ def format_plan(plan: Plan, rec: Recommendation | None = None) -> str:
             verdict = f"n/a: {e.reason}"
         else:
             verdict = "yes" if e.fits else f"no: {e.reason}"
-        label = _STRATEGY_LABEL[e.strategy]
+        label = LABELS[e.strategy]
         if plan.hardware.device == "cpu":
             label = label.replace("single GPU", "single process")
         lines.append(

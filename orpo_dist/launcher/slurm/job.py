@@ -22,8 +22,8 @@ from pathlib import Path
 
 import submitit
 
-from ..stop_protocol import EXIT_STOPPED, STOP_FILE, STOPPED_FILE
-from ..launcher.command import Layout, build, ignore_stop_signals
+from ...stop_protocol import EXIT_STOPPED, STOP_FILE, STOPPED_FILE
+from ..command import Layout, build, ignore_stop_signals
 
 
 

@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import UserError
-from ..launcher.command import STRATEGIES
+from ...errors import UserError
+from ..strategies import STRATEGIES
 
 TERMINAL_FAILURES = {"FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL",
                      "DEADLINE", "INTERRUPTED"}
@@ -75,7 +75,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args, overrides = make_parser().parse_known_args(argv)
-    from ..recipe import check_without_hardware
+    from ...recipe import check_without_hardware
 
     values = check_without_hardware(args.recipe, overrides)  # a recipe that fails to parse: nothing submitted
     output_dir = values.get("output_dir")
@@ -99,8 +99,8 @@ def main(argv: list[str]) -> int:
         partition = None
     strategy = args.strategy
     if strategy == "auto" or not args.force:
-        from ..launcher.auto import choose_strategy
-        from ..planner import Hardware
+        from ..auto import choose_strategy
+        from ...planner import Hardware
 
         # The job's nodes, not this login node: GPUs per node from the request, memory from --gpu-mem.
         hardware = None
@@ -170,7 +170,7 @@ def final_state(job, state: str, wait_s: float = 30.0) -> str:
 
 
 def follow(job, output_dir: Path, poll_s: float = 5.0) -> int:
-    from ..callbacks import read_metrics
+    from ...callbacks import read_metrics
 
     last = None
     while True:

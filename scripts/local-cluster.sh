@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # local-cluster.sh: a real Slurm cluster on this one machine, for trying `orpo-dist submit` and
-# slurm/orpo.sbatch without an HPC system, and for the tests (tests/test_slurm_*.py).
+# orpo_dist/configs/slurm/orpo.sbatch without an HPC system, and for the tests (tests/test_slurm_*.py).
 #
-#   bash slurm/local-cluster.sh start     # install if missing, start, wait until both nodes are idle,
-#                                         # then print the env line (stdout; messages go to stderr)
-#   eval "$(bash slurm/local-cluster.sh env)"   # export SLURM_CONF for sinfo/sbatch/squeue/sacct/submitit
-#   orpo-dist submit --nodes 2 --gpus-per-node 0 --strategy zero3 --time 15 --wait launch/recipes/tiny.yaml
-#   bash slurm/local-cluster.sh status    # exit 0 only when every daemon is up and both nodes usable
-#   bash slurm/local-cluster.sh stop      # cancel this cluster's jobs, stop only the daemons this
-#                                         # script started (by their recorded pids), wait for them
+#   bash scripts/local-cluster.sh start     # install if missing, start, wait until both nodes are idle,
+#                                           # then print the env line (stdout; messages go to stderr)
+#   eval "$(bash scripts/local-cluster.sh env)"   # export SLURM_CONF for sinfo/sbatch/squeue/sacct/submitit
+#   orpo-dist submit --nodes 2 --gpus-per-node 0 --strategy zero3 --time 15 --wait tiny
+#   bash scripts/local-cluster.sh status    # exit 0 only when every daemon is up and both nodes usable
+#   bash scripts/local-cluster.sh stop      # cancel this cluster's jobs, stop only the daemons this
+#                                           # script started (by their recorded pids), wait for them
 #
 # What runs: munged (private key and socket), MariaDB (private datadir, socket and port on
 # 127.0.0.1), slurmdbd (accounting: without it sacct fails and submitit cannot see job states),
@@ -186,7 +186,7 @@ write_configs() {
   host=$(hostname -s 2>/dev/null || hostname)
   new=$ETC/slurm.conf.new
   cat >"$new" <<EOF
-# Written by slurm/local-cluster.sh: two nodes on one machine. Edit the script, not this file.
+# Written by scripts/local-cluster.sh: two nodes on one machine. Edit the script, not this file.
 ClusterName=$CLUSTER
 SlurmctldHost=localhost(127.0.0.1)
 SlurmctldPort=$CTLD_PORT
@@ -217,7 +217,7 @@ SchedulerParameters=bf_interval=5,sched_interval=5
 MailProg=/bin/true
 ReturnToService=2
 # Batch jobs are requeueable unless they say --no-requeue (submitit's checkpoint path runs
-# "scontrol requeue" on itself; slurm/orpo.sbatch does too).
+# "scontrol requeue" on itself; orpo_dist/configs/slurm/orpo.sbatch does too).
 JobRequeue=1
 # Checkpoints are taken on the warning signal (--signal: before the time limit, or at once on
 # pre-emption, see GraceTime); KillWait is only the SIGTERM -> SIGKILL gap after it. submitit's

@@ -6,7 +6,7 @@ import re
 import shutil
 import subprocess
 
-from ..errors import UserError
+from ...errors import UserError
 
 
 def _sinfo(*args: str) -> str:
