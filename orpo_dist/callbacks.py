@@ -1,4 +1,5 @@
-"""Trainer callbacks: metrics.jsonl (one line per logged step) and a guard against NaN losses."""
+"""Trainer callbacks: metrics.jsonl (one line per logged step), a guard against NaN losses and
+the checkpoint-and-stop on request (the run folder's stop protocol, orpo_dist/run_folder.py)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,10 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from .stop_protocol import STOP_FILE, STOPPED_FILE
+from .run_folder import METRICS_FILE, STOP_FILE, clear_stop_markers, read_metrics
 
-METRICS_FILE = "metrics.jsonl"
 # The ORPO figures users watch; all logged keys are kept, these are checked for NaN/inf.
 WATCHED = ("loss", "nll_loss", "log_odds_ratio", "rewards/chosen", "rewards/rejected")
-
-
-def read_metrics(output_dir: str | Path) -> list[dict]:
-    path = Path(output_dir) / METRICS_FILE
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 class MetricsJsonl(TrainerCallback):
@@ -51,10 +44,6 @@ class MetricsJsonl(TrainerCallback):
         record = {"step": state.global_step, "epoch": state.epoch, "time": round(time.time(), 3), **logs}
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
-
-
-class NonFiniteLossError(RuntimeError):
-    pass
 
 
 class StopOnNonFiniteLoss(TrainerCallback):
@@ -100,9 +89,7 @@ class StopOnRequest(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            # Left by the run we are resuming: they concerned that run, not this one.
-            for stale in (self.path, self.path.with_name(STOPPED_FILE)):
-                stale.unlink(missing_ok=True)
+            clear_stop_markers(self.path.parent)  # left by the run we are resuming
 
     def on_step_end(self, args, state, control, **kwargs):
         requested = self.signalled or (state.is_world_process_zero and self.path.exists())

@@ -13,9 +13,9 @@ import resource
 import sys
 import time
 from datetime import datetime
-from pathlib import Path
 
 from .builtin_models import DEMO_MODEL
+from .run_folder import EVAL_FILE, METRICS_FILE, MODEL_CARD_FILE
 
 DEMO_RECIPE = {
     "model_name_or_path": DEMO_MODEL,
@@ -58,7 +58,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--no-generate", action="store_true", help="skip the greedy generations after training")
     args, overrides = parser.parse_known_args(argv)
 
-    from .eval.cli import EVAL_FILE, evaluate_run, format_result
+    from .eval.cli import evaluate_run, format_result
     from .eval.generation import DEFAULT_PROMPTS
     from .recipe import parse
     from .train import run
@@ -85,7 +85,7 @@ def main(argv: list[str]) -> int:
         f"wall time {time.time() - start:.0f} s (training {trained_at - start:.0f} s), "
         f"peak memory {peak_rss_gib():.2f} GiB, {result.global_step} steps"
     )
-    print(f"run written to {result.output_dir} (model card README.md, metrics.jsonl, {EVAL_FILE})")
+    print(f"run written to {result.output_dir} (model card {MODEL_CARD_FILE}, {METRICS_FILE}, {EVAL_FILE})")
     return 0
 
 

@@ -7,11 +7,9 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-from .callbacks import read_metrics
 from .recipe import Recipe, write_resolved
+from .run_folder import METRICS_FILE, MODEL_CARD_FILE, RECIPE_FILE, VERSIONS_FILE, read_metrics
 
-RECIPE_FILE = "recipe.yaml"
-VERSIONS_FILE = "versions.json"
 PACKAGES = ("orpo-dist", "torch", "trl", "transformers", "peft", "accelerate", "deepspeed",
             "bitsandbytes", "datasets", "submitit")
 
@@ -79,7 +77,7 @@ ORPO ({method}) of `{m.model_name_or_path}` on `{d.dataset_name}`, trained with
 |---|---|
 {rows}
 
-Every logged step is in `metrics.jsonl`; the full recipe in `{RECIPE_FILE}` (rerun with
+Every logged step is in `{METRICS_FILE}`; the full recipe in `{RECIPE_FILE}` (rerun with
 `orpo-dist train --config {RECIPE_FILE}`); package versions in `{VERSIONS_FILE}`.
 
 ## Load
@@ -88,4 +86,4 @@ Every logged step is in `metrics.jsonl`; the full recipe in `{RECIPE_FILE}` (rer
 {load}
 ```
 """
-    (output_dir / "README.md").write_text(card)
+    (output_dir / MODEL_CARD_FILE).write_text(card)

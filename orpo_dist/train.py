@@ -16,10 +16,8 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from .errors import UserError  # noqa: E402
-from .stop_protocol import EXIT_STOPPED, STOPPED_FILE  # noqa: E402
 from .recipe import Recipe, parse  # noqa: E402
-
-HELDOUT_FILE = "heldout.jsonl"
+from .run_folder import EXIT_STOPPED, HELDOUT_FILE, checkpoint_step, last_checkpoint, mark_stopped  # noqa: E402
 
 
 class StoppedForResume(Exception):
@@ -47,15 +45,14 @@ class TrainResult:
 
 def resolve_checkpoint(recipe: Recipe) -> str | None:
     """The checkpoint to resume from, or None; refuses to silently overwrite an earlier run."""
-    from transformers.trainer_utils import get_last_checkpoint
-
     training = recipe.training
     out = Path(training.output_dir)
     if training.resume_from_checkpoint:
         if not Path(training.resume_from_checkpoint).is_dir():
             raise UserError(f"resume_from_checkpoint {training.resume_from_checkpoint} is not a folder")
         return training.resume_from_checkpoint
-    last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    last = last_checkpoint(out)
+    last = str(last) if last is not None else None
     if training.resume:
         if last is None:
             log(f"--resume: no checkpoint in {out} yet, starting from step 0")
@@ -79,7 +76,7 @@ def run(recipe: Recipe, extra_callbacks=()) -> TrainResult:
     training = recipe.training
     out = Path(training.output_dir)
     checkpoint = resolve_checkpoint(recipe)
-    resume_step = _checkpoint_step(checkpoint)
+    resume_step = checkpoint_step(checkpoint) if checkpoint else None
 
     tokenizer = load_tokenizer(recipe.model, training)
     data = prepare_datasets(recipe.data, tokenizer, training.max_length, training.seed, log=log)
@@ -121,7 +118,7 @@ def run(recipe: Recipe, extra_callbacks=()) -> TrainResult:
         )
     if stop.stopped_at is not None:
         if is_main_process():
-            (out / STOPPED_FILE).write_text(f"{stop.stopped_at}\n")
+            mark_stopped(out, stop.stopped_at)
         trainer.accelerator.wait_for_everyone()
         log(f"stop requested: checkpoint saved at step {stop.stopped_at} in {out}; continue with --resume")
         raise StoppedForResume(stop.stopped_at)
@@ -132,15 +129,6 @@ def run(recipe: Recipe, extra_callbacks=()) -> TrainResult:
     trainer.accelerator.wait_for_everyone()
     log(f"model saved in {out}")
     return TrainResult(out, trainer.state.global_step, is_adapter, checkpoint)
-
-
-def _checkpoint_step(checkpoint: str | None) -> int | None:
-    if checkpoint is None:
-        return None
-    try:
-        return int(Path(checkpoint).name.rsplit("-", 1)[-1])
-    except ValueError:
-        return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,9 @@ def read_jsonl(path) -> list[dict]:
 
 def train_logs(output_dir) -> list[dict]:
     """Per-step training log records (not the final summary)."""
-    return [r for r in read_jsonl(Path(output_dir) / "metrics.jsonl") if "loss" in r and "train_runtime" not in r]
+    from orpo_dist.run_folder import training_logs
+
+    return training_logs(output_dir)
 
 
 def run_cli(*args, timeout=600, env=None) -> subprocess.CompletedProcess:

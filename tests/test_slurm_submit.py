@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import REPO, read_jsonl, run_cli, train_logs
+from .helpers import REPO, run_cli, train_logs
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 TINY = REPO / "orpo_dist" / "recipes" / "tiny.yaml"

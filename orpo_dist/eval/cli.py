@@ -12,16 +12,14 @@ import json
 from pathlib import Path
 
 from ..errors import UserError
+from ..run_folder import EVAL_FILE, HELDOUT_FILE, RECIPE_FILE
 from .generation import DEFAULT_PROMPTS, generate
 from .scoring import score_pairs
-
-EVAL_FILE = "eval.json"
 
 
 def load_run_recipe(run_dir: Path):
     import torch
 
-    from ..outputs import RECIPE_FILE
     from ..recipe import parse
 
     path = run_dir / RECIPE_FILE
@@ -65,7 +63,6 @@ def load_models(recipe, run_dir: Path):
 def evaluate_run(run_dir: str | Path, pairs_file: str | None = None, max_pairs: int | None = None,
                  prompts=DEFAULT_PROMPTS, batch_size: int = 8, max_new_tokens: int = 48) -> dict:
     from ..model import load_tokenizer
-    from ..train import HELDOUT_FILE
 
     run_dir = Path(run_dir)
     recipe = load_run_recipe(run_dir)

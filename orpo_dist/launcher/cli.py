@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 import signal
 import subprocess
 import sys
 
 from ..errors import UserError
-from ..stop_protocol import EXIT_STOPPED, STOPPED_FILE
+from ..run_folder import was_stopped
 from .command import build, gpu_count, ignore_stop_signals, layout_from_env
 from .strategies import STRATEGIES
 
@@ -89,8 +88,7 @@ def run(command, output_dir: str | None = None) -> int:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    # torchrun reports any rank's non-zero status as 1: the marker file tells a requested stop apart.
-    if code == EXIT_STOPPED or (output_dir and (Path(output_dir) / STOPPED_FILE).exists()):
+    if was_stopped(output_dir, code):
         print("orpo-dist launch: the run checkpointed and stopped on request; continue it with --resume", flush=True)
         return code
     if code != 0:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ...errors import UserError
+from ...run_folder import has_checkpoints, training_logs
 from ..strategies import STRATEGIES
 
 TERMINAL_FAILURES = {"FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL",
@@ -82,7 +83,7 @@ def main(argv: list[str]) -> int:
     if not output_dir:
         raise UserError("the recipe has no output_dir: set one on a filesystem every node can see")
     output_dir = Path(output_dir).resolve()
-    if any(output_dir.glob("checkpoint-*")) and not args.resume:
+    if has_checkpoints(output_dir) and not args.resume:
         raise UserError(f"{output_dir} already holds checkpoints: pass --resume to continue that run, "
                         "or choose another --output_dir")
     timeout_min = parse_time(args.time)
@@ -170,8 +171,6 @@ def final_state(job, state: str, wait_s: float = 30.0) -> str:
 
 
 def follow(job, output_dir: Path, poll_s: float = 5.0) -> int:
-    from ...callbacks import read_metrics
-
     last = None
     while True:
         done = job.done()
@@ -196,7 +195,7 @@ def follow(job, output_dir: Path, poll_s: float = 5.0) -> int:
         raise UserError(f"job {job.job_id} failed: {reason}\n  logs: {job.paths.stderr}") from None
     for r in results:
         print(f"  node {r['node']} ({r['hostname']}): {r['status']}, started {r['restarts'] + 1} time(s)")
-    logs = [r for r in read_metrics(output_dir) if "loss" in r and "train_runtime" not in r]
+    logs = training_logs(output_dir)
     if logs:
         final = {k: v for k, v in logs[-1].items() if k in ("step", "loss", "nll_loss", "log_odds_ratio",
                                                             "rewards/margins", "rewards/accuracies")}

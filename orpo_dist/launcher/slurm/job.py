@@ -18,13 +18,11 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import submitit
 
-from ...stop_protocol import EXIT_STOPPED, STOP_FILE, STOPPED_FILE
+from ...run_folder import request_stop, was_stopped
 from ..command import Layout, build, ignore_stop_signals
-
 
 
 def node_address(hostname: str) -> str:
@@ -83,7 +81,7 @@ class OrpoJob(submitit.helpers.Checkpointable):
         # interrupted there holds the Popen lock that checkpoint()'s own wait needs.
         while (code := self._proc.poll()) is None:
             time.sleep(1)
-        if code == EXIT_STOPPED or (Path(self.output_dir) / STOPPED_FILE).exists():
+        if was_stopped(self.output_dir, code):
             # Checkpointed for pre-emption. Task 0 is requeuing the job, which ends this task too;
             # wait for that rather than report a result that isn't one.
             print(f"orpo-dist job {env.job_id}: node {env.node} checkpointed and stopped; waiting for the requeue",
@@ -100,9 +98,7 @@ class OrpoJob(submitit.helpers.Checkpointable):
 
     def checkpoint(self, *args, **kwargs):
         """Slurm's warning signal reached task 0: have the run checkpoint and stop, then requeue."""
-        stop = Path(self.output_dir) / STOP_FILE
-        stop.parent.mkdir(parents=True, exist_ok=True)
-        stop.touch()
+        stop = request_stop(self.output_dir)
         print(f"orpo-dist: pre-emption signal: asked the run to checkpoint ({stop})", file=sys.stderr, flush=True)
         if self._proc is not None:
             try:
@@ -111,8 +107,7 @@ class OrpoJob(submitit.helpers.Checkpointable):
                 print("orpo-dist: the run did not stop in time; requeuing from its last checkpoint",
                       file=sys.stderr, flush=True)
             else:
-                stopped = code == EXIT_STOPPED or (Path(self.output_dir) / STOPPED_FILE).exists()
-                if code != 0 and not stopped:
+                if code != 0 and not was_stopped(self.output_dir, code):
                     # Killed while checkpointing (scancel, node failure): a cancelled job must stay
                     # cancelled. Returning None tells submitit not to requeue.
                     print(f"orpo-dist: the run ended with status {code} instead of checkpointing; not requeuing",

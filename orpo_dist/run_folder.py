@@ -1,0 +1,100 @@
+"""The run folder: what a training run leaves in its output_dir, and how other code reads it.
+
+The one owner of that contract; training writes these files, launchers, Slurm jobs, evaluation
+and export read them, and all of them take the names from here. No heavy imports (no torch, no
+transformers): a login node following a job imports this alone.
+
+    recipe.yaml      the resolved recipe (rerun with --config)
+    versions.json    package versions, world size, device
+    metrics.jsonl    one JSON record per logged step (and the run's summary last)
+    heldout.jsonl    the held-out pairs, rendered as the trainer saw them
+    README.md        the model card
+    eval.json        `orpo-dist eval`'s results
+    checkpoint-N/    the Trainer's checkpoints (transformers' naming)
+
+Stop protocol. A launcher asks a run to stop by creating STOP (or by sending SIGUSR1/SIGUSR2 to
+its ranks); every rank saves the same checkpoint, the run writes STOPPED and exits with
+EXIT_STOPPED. torchrun reports any rank's non-zero status as 1, so the STOPPED file is what a
+launcher checks (`was_stopped`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+METRICS_FILE = "metrics.jsonl"
+RECIPE_FILE = "recipe.yaml"
+VERSIONS_FILE = "versions.json"
+HELDOUT_FILE = "heldout.jsonl"
+MODEL_CARD_FILE = "README.md"
+EVAL_FILE = "eval.json"
+STOP_FILE = "STOP"
+STOPPED_FILE = "STOPPED"
+CHECKPOINT_PREFIX = "checkpoint"  # checkpoint-<global step>: transformers' PREFIX_CHECKPOINT_DIR
+EXIT_STOPPED = 75  # EX_TEMPFAIL: not done, not failed; continue with --resume
+
+_CHECKPOINT = re.compile(rf"^{CHECKPOINT_PREFIX}-(\d+)$")  # transformers' get_last_checkpoint rule
+
+
+def read_metrics(output_dir: str | Path) -> list[dict]:
+    """Every record of metrics.jsonl, in order ([] before the first log)."""
+    path = Path(output_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def training_logs(output_dir: str | Path) -> list[dict]:
+    """The per-step training records (they hold a loss; the run's final summary does not count)."""
+    return [r for r in read_metrics(output_dir) if "loss" in r and "train_runtime" not in r]
+
+
+def checkpoint_step(path: str | Path) -> int | None:
+    """The global step of a checkpoint folder (None if the name is not checkpoint-N)."""
+    match = _CHECKPOINT.match(Path(path).name)
+    return int(match.group(1)) if match else None
+
+
+def checkpoints(output_dir: str | Path) -> list[Path]:
+    """The run's checkpoint folders, oldest step first."""
+    out = Path(output_dir)
+    if not out.is_dir():
+        return []
+    found = [p for p in out.iterdir() if p.is_dir() and checkpoint_step(p) is not None]
+    return sorted(found, key=checkpoint_step)
+
+
+def last_checkpoint(output_dir: str | Path) -> Path | None:
+    found = checkpoints(output_dir)
+    return found[-1] if found else None
+
+
+def has_checkpoints(output_dir: str | Path) -> bool:
+    return bool(checkpoints(output_dir))
+
+
+def request_stop(output_dir: str | Path) -> Path:
+    """Ask the run writing to output_dir to checkpoint and stop (what a scheduler's warning does)."""
+    stop = Path(output_dir) / STOP_FILE
+    stop.parent.mkdir(parents=True, exist_ok=True)
+    stop.touch()
+    return stop
+
+
+def clear_stop_markers(output_dir: str | Path) -> None:
+    """Remove STOP and STOPPED left by the run being resumed: they concerned that run, not this one."""
+    for name in (STOP_FILE, STOPPED_FILE):
+        (Path(output_dir) / name).unlink(missing_ok=True)
+
+
+def mark_stopped(output_dir: str | Path, step: int) -> None:
+    (Path(output_dir) / STOPPED_FILE).write_text(f"{step}\n")
+
+
+def was_stopped(output_dir: str | Path | None, exit_code: int | None) -> bool:
+    """Did the run checkpoint and stop on request (rather than finish or fail)?"""
+    if exit_code == EXIT_STOPPED:
+        return True
+    return bool(output_dir) and (Path(output_dir) / STOPPED_FILE).exists()
