@@ -1,6 +1,8 @@
 """Tokenizer, model and LoRA config from a recipe: full fine-tuning, LoRA or QLoRA.
 
 Precision follows the training args (fp32 on CPU, bf16 on GPUs) unless the recipe sets `dtype`.
+The rules the memory planner must share (config overrides, LoRA's default targets, which method a
+recipe asks for) live in orpo_dist/model_rules.py.
 """
 
 from __future__ import annotations
@@ -11,10 +13,8 @@ import torch
 
 from . import builtin_models
 from .errors import UserError
+from .model_rules import apply_config_overrides, default_lora_targets, training_method
 from .recipe import ModelArguments, OrpoDistConfig
-
-# Names of attention projections across common architectures; LoRA's default targets.
-ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "query_key_value", "c_attn", "Wqkv")
 
 
 def model_dtype(margs: ModelArguments, training: OrpoDistConfig) -> torch.dtype | str:
@@ -79,24 +79,21 @@ def load_model(margs: ModelArguments, training: OrpoDistConfig):
     path = model_path(margs)
     dtype = model_dtype(margs, training)
     common = {"revision": margs.model_revision, "trust_remote_code": training.trust_remote_code}
+    if margs.gguf_file:
+        common["gguf_file"] = margs.gguf_file
+    overrides = margs.model_config_overrides or None
     if margs.random_init:
-        config = AutoConfig.from_pretrained(path, **common)
-        for key, value in (margs.model_config_overrides or {}).items():
-            if not hasattr(config, key):
-                raise UserError(f"model_config_overrides: {type(config).__name__} has no field {key!r}")
-            setattr(config, key, value)
-        if "hidden_size" in (margs.model_config_overrides or {}) and hasattr(config, "head_dim"):
-            config.head_dim = config.hidden_size // config.num_attention_heads
+        config = apply_config_overrides(AutoConfig.from_pretrained(path, **common), overrides)
         set_seed(training.seed)  # the same random model on every rank and on reload for evaluation
         model = AutoModelForCausalLM.from_config(
             config, dtype=dtype if dtype != "auto" else None, trust_remote_code=training.trust_remote_code
         )
         return model
     kwargs = dict(common, dtype=dtype)
+    if overrides:
+        kwargs["config"] = apply_config_overrides(AutoConfig.from_pretrained(path, **common), overrides)
     if margs.attn_implementation:
         kwargs["attn_implementation"] = margs.attn_implementation
-    if margs.gguf_file:
-        kwargs["gguf_file"] = margs.gguf_file
     quant = quantization_config(margs, dtype)
     if quant is not None:
         kwargs["quantization_config"] = quant
@@ -109,6 +106,13 @@ def load_model(margs: ModelArguments, training: OrpoDistConfig):
         return AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as err:
         raise UserError(f"cannot load the model {path!r}: {err}") from None
+    except RuntimeError as err:
+        if overrides and "mismatched" in str(err):
+            raise UserError(
+                f"model_config_overrides {overrides} change the shapes of {path}'s weights: use them with "
+                "random_init: true, or override only fields that keep the shapes (e.g. rope_scaling)"
+            ) from None
+        raise
 
 
 def _local_device():
@@ -121,15 +125,12 @@ def lora_targets(model, margs: ModelArguments):
     if margs.lora_target_modules:
         return margs.lora_target_modules
     names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
-    found = [n for n in ATTENTION_PROJECTIONS if n in names]
-    return found or "all-linear"
+    return default_lora_targets(names)
 
 
 def peft_config(model, margs: ModelArguments):
     """LoRA config for LoRA/QLoRA recipes (use_peft), None for full fine-tuning."""
-    if not margs.use_peft:
-        if margs.load_in_4bit or margs.load_in_8bit:
-            raise UserError("a quantised model (load_in_4bit/8bit) can only be trained with LoRA: add use_peft: true")
+    if training_method(margs.use_peft, margs.load_in_4bit, margs.load_in_8bit) == "full":
         return None
     from peft import LoraConfig
 

@@ -7,6 +7,7 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
+from .model_rules import method_label, training_method
 from .recipe import Recipe, write_resolved
 from .run_folder import METRICS_FILE, MODEL_CARD_FILE, RECIPE_FILE, VERSIONS_FILE, read_metrics
 
@@ -44,7 +45,7 @@ def final_train_metrics(output_dir: Path) -> dict:
 def write_model_card(recipe: Recipe, output_dir: Path, is_adapter: bool) -> None:
     m, d, t = recipe.model, recipe.data, recipe.training
     metrics = final_train_metrics(output_dir)
-    method = ("QLoRA" if (m.load_in_4bit or m.load_in_8bit) else "LoRA") if is_adapter else "full fine-tuning"
+    method = method_label(training_method(m.use_peft, m.load_in_4bit, m.load_in_8bit))
     rows = "\n".join(
         f"| {k} | {metrics[k]:.4f} |"
         for k in ("loss", "nll_loss", "log_odds_ratio", "rewards/chosen", "rewards/rejected",

@@ -231,6 +231,24 @@ def to_plain(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 
 
+def _default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def field_defaults() -> dict[str, Any]:
+    """Every recipe field's default (YAML-plain): what a run uses for a field its recipe leaves out."""
+    out: dict[str, Any] = {}
+    for cls in ARG_CLASSES:
+        for f in dataclasses.fields(cls):
+            if not f.init or f.name.startswith("_") or f.name in out or _default(f) is dataclasses.MISSING:
+                continue
+            try:
+                out[f.name] = to_plain(_default(f))
+            except TypeError:
+                continue
+    return out
+
+
 def resolved_dict(recipe: Recipe) -> dict[str, Any]:
     """The fields that differ from TRL's defaults after the YAML, the CLI and the hardware had
     their say: loadable again with --config to repeat the run."""
@@ -239,9 +257,8 @@ def resolved_dict(recipe: Recipe) -> dict[str, Any]:
         for f in dataclasses.fields(args):
             if not f.init or f.name.startswith("_") or f.name in out:
                 continue
-            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
             try:
-                value, default = to_plain(getattr(args, f.name)), to_plain(default)
+                value, default = to_plain(getattr(args, f.name)), to_plain(_default(f))
             except TypeError:
                 continue
             if value != default:

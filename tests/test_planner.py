@@ -20,24 +20,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 from orpo_dist.errors import UserError  # noqa: E402
-from orpo_dist.planner import (  # noqa: E402
-    STRATEGIES,
-    GiB,
-    Hardware,
-    Workload,
-    estimate,
-    format_plan,
-    inputs_from_recipe,
-    lora_params,
-    max_micro_batch,
-    plan_json,
-    plan_recipe,
-    recommend,
-    require_fit,
-    resolve_shape,
-)
-from orpo_dist.planner.memory import activation_bytes, Assumptions  # noqa: E402
-from orpo_dist.planner.recommend import split_global_batch  # noqa: E402
+from orpo_dist.planner.inputs import inputs_from_recipe, plan_recipe  # noqa: E402
+from orpo_dist.planner.activations import activation_bytes  # noqa: E402
+from orpo_dist.planner.memory import STRATEGIES, estimate  # noqa: E402
+from orpo_dist.planner.spec import GiB, Assumptions, Hardware, Workload  # noqa: E402
+from orpo_dist.planner.recommend import max_micro_batch, recommend, require_fit, split_global_batch  # noqa: E402
+from orpo_dist.planner.report import format_plan, plan_json  # noqa: E402
+from orpo_dist.planner.shapes import lora_params, resolve_shape  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 QKVO = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -376,8 +365,8 @@ def test_require_fit_refuses_what_cannot_fit_unless_forced():
 
 
 def test_detect_hardware_for_a_launch(monkeypatch):
-    from orpo_dist.planner import detect_hardware, host_memory_gib
     from orpo_dist.planner import detect
+    from orpo_dist.planner.detect import detect_hardware, host_memory_gib
 
     monkeypatch.setattr(detect, "_gpu_memories_gib", lambda: [])  # this machine: CPU processes
     hw = detect_hardware(4, 2)
@@ -418,16 +407,25 @@ def test_inputs_from_the_shipped_recipes():
                                "lora_all_linear": True}).workload.lora_targets == "all-linear"
 
 
-def test_recipe_defaults_are_trls():
+def test_recipe_defaults_are_trls(tmp_path):
+    """A field a recipe leaves out is planned at TRL's default: the value the training parser gives it."""
     import dataclasses
 
     from trl import ModelConfig
     from trl.experimental.orpo import ORPOConfig
 
-    from orpo_dist.planner.recipe import RECIPE_DEFAULTS
+    from orpo_dist.recipe import check_without_hardware
 
-    defaults = {f.name: f.default for cls in (ORPOConfig, ModelConfig) for f in dataclasses.fields(cls)}
-    assert {k: defaults[k] for k in RECIPE_DEFAULTS} == RECIPE_DEFAULTS
+    sparse = {"model_name_or_path": "smollm2", "use_peft": True}
+    path = tmp_path / "sparse.yaml"
+    path.write_text(json.dumps(sparse))
+    planned = inputs_from_recipe(sparse).workload
+    assert planned == inputs_from_recipe(check_without_hardware(str(path), [])).workload
+    trl = {f.name: f.default for cls in (ORPOConfig, ModelConfig) for f in dataclasses.fields(cls)}
+    assert (planned.max_length, planned.micro_batch, planned.gradient_checkpointing, planned.lora_r,
+            planned.lora_dropout, planned.optim, planned.double_quant) == \
+        (trl["max_length"], trl["per_device_train_batch_size"], trl["gradient_checkpointing"], trl["lora_r"],
+         trl["lora_dropout"], trl["optim"], trl["use_bnb_nested_quant"])
 
 
 def test_plan_command_reads_a_recipe_and_flags_override_it():

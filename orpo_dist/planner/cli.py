@@ -108,8 +108,9 @@ def recipe_from_args(args) -> dict:
 
 def main(argv: list[str]) -> int:
     args = make_parser().parse_args(argv)
-    from .memory import Assumptions, Hardware, estimate
-    from .recipe import inputs_from_recipe
+    from .memory import estimate
+    from .spec import Assumptions, Hardware
+    from .inputs import inputs_from_recipe
     from .recommend import recommend
     from .report import format_plan, plan_json
 
@@ -119,7 +120,7 @@ def main(argv: list[str]) -> int:
     if args.global_batch is not None and args.global_batch < 1:
         raise UserError(f"--global-batch must be at least 1, got {args.global_batch}")
     values = recipe_from_args(args)
-    shape, method, workload = inputs_from_recipe(values, hardware)
+    shape, method, workload = inputs_from_recipe(values)
     if args.global_batch:
         workload = workload.replace(global_batch=args.global_batch)
     plan = estimate(shape, method, hardware, workload, Assumptions(margin=args.margin))

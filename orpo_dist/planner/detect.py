@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from ..errors import UserError
-from .memory import GiB, Hardware
+from .spec import GiB, Hardware
 
 
 def host_memory_gib() -> float | None:

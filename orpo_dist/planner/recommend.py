@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import UserError
-from .memory import GiB, METHODS, STRATEGIES, Hardware, Plan, StrategyEstimate, estimate
+from ..launcher.strategies import STRATEGIES
+from ..model_rules import METHODS
+from .memory import Plan, StrategyEstimate, estimate
+from .spec import GiB, Hardware
 
 MAX_MICRO_BATCH = 4096
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from ..launcher.strategies import LABELS
-from .memory import GiB, Plan
+from .memory import Plan
+from .spec import GiB
 from .recommend import Recommendation, recommend
 
 

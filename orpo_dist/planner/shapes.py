@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..model_rules import apply_config_overrides, default_lora_targets
 
 # name -> (config class, config fields). Numbers copied from each model's config.json on the hub.
 _LLAMA3_8B = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
@@ -93,10 +94,6 @@ for _name in BUILTIN:
     _INDEX[_key(_name)] = _name
 for _alias, _target in ALIASES.items():
     _INDEX[_key(_alias)] = _target
-
-
-def builtin_names() -> list[str]:
-    return list(BUILTIN)
 
 
 def find_builtin(name: str) -> str | None:
@@ -235,35 +232,15 @@ def load_config(name_or_path: str):
                         + _known_models_hint()) from None
 
 
-def apply_overrides(config, overrides: dict[str, Any] | None):
-    """Set config fields like the training code's model_config_overrides does (head_dim follows hidden)."""
-    if not overrides:
-        return config
-    if not isinstance(overrides, dict):
-        raise UserError(f"model config overrides must be a mapping of field names to values, got {overrides!r}")
-    for key, value in overrides.items():
-        if not hasattr(config, key):
-            raise UserError(f"model config override: {type(config).__name__} has no field {key!r}")
-        setattr(config, key, value)
-    if ("hidden_size" in overrides or "num_attention_heads" in overrides) and "head_dim" not in overrides \
-            and getattr(config, "head_dim", None) is not None:
-        config.head_dim = config.hidden_size // config.num_attention_heads
-    return config
-
-
 def resolve_shape(name_or_path: str, overrides: dict[str, Any] | None = None) -> ModelShape:
-    """The shape of a model given by hub name, built-in name/alias, local folder or config.json."""
+    """The shape of a model given by hub name, built-in name/alias, local folder or config.json, with
+    a recipe's model_config_overrides applied by the training code's own rule (orpo_dist.model_rules)."""
     config, source, name = load_config(name_or_path)
-    config = apply_overrides(config, overrides)
+    config = apply_config_overrides(config, overrides)
     if overrides:
         name = f"{name} + overrides {json.dumps(overrides, sort_keys=True)}"
     key = json.dumps(config.to_dict(), sort_keys=True, default=str)
     return _shape_from_config(key, name, source)
-
-
-def shape_from_config(config, name: str = "custom", source: str = "config") -> ModelShape:
-    """The shape of a transformers config object (counts from a meta-device build)."""
-    return _shape_from_config(json.dumps(config.to_dict(), sort_keys=True, default=str), name, source)
 
 
 @functools.lru_cache(maxsize=64)
@@ -352,20 +329,17 @@ def _count_on_meta(config, name: str) -> dict[str, Any]:
     )
 
 
-# LoRA's default targets when a recipe names none: the attention projections (as orpo_dist.model does).
-ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "query_key_value", "c_attn", "Wqkv")
-
-
 def lora_target_groups(shape: ModelShape, targets) -> list[LinearGroup]:
     """The nn.Linear groups LoRA adapts for `targets` (PEFT's matching rules, as orpo_dist.model uses them).
 
-    None -> the attention projections present; "all-linear" -> every nn.Linear but the output head;
-    another string -> a regex matched against the full module name's last part; a list -> names.
+    None -> the training code's default (orpo_dist.model_rules: the attention projections present);
+    "all-linear" -> every nn.Linear but the output head; another string -> a regex matched against
+    the full module name's last part; a list -> names.
     """
     layer_groups = [g for g in shape.linear_groups if g.in_layers]
     if targets is None or targets == [] or targets == ():
-        found = [g for g in layer_groups if g.name in ATTENTION_PROJECTIONS]
-        return found or layer_groups
+        default = default_lora_targets(g.name for g in layer_groups)
+        return layer_groups if default == "all-linear" else [g for g in layer_groups if g.name in default]
     if isinstance(targets, str):
         if targets == "all-linear":
             return layer_groups

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from .memory import Assumptions, Hardware, Workload, estimate
+from .memory import estimate
+from .spec import Assumptions, Hardware, Workload
 from .recommend import recommend
 from .shapes import resolve_shape
 

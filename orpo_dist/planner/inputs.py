@@ -1,27 +1,21 @@
-"""Planner inputs from a recipe: the fields of a parsed YAML recipe (or the parser's merged values)."""
+"""Planner inputs from a recipe: the fields of a parsed YAML recipe (or the parser's merged values).
+
+A field the recipe leaves out is planned at the value training would use: the default of the
+recipe's own argument classes (TRL's ORPOConfig / ModelConfig, as orpo_dist.recipe extends them).
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, NamedTuple
 
 from ..errors import UserError
-from .memory import Assumptions, Hardware, Plan, Workload, estimate
+from ..model_rules import training_method
+from .memory import Plan, estimate
+from .spec import Assumptions, Hardware, Workload
 from .recommend import Recommendation, recommend
 from .shapes import ModelShape, resolve_shape
-
-# TRL 1.16's defaults for the fields a recipe may leave out (ORPOConfig / ModelConfig).
-RECIPE_DEFAULTS = {
-    "max_length": 1024,
-    "per_device_train_batch_size": 8,
-    "gradient_accumulation_steps": 1,
-    "gradient_checkpointing": True,
-    "optim": "adamw_torch_fused",
-    "lora_r": 16,
-    "lora_dropout": 0.05,
-    "lora_target_modules": None,
-    "use_bnb_nested_quant": False,
-}
 
 
 class PlanInputs(NamedTuple):
@@ -31,18 +25,20 @@ class PlanInputs(NamedTuple):
 
 
 def method_of(values: dict[str, Any]) -> str:
-    """full, lora or qlora, as orpo_dist.model decides it from the recipe."""
-    quantised = bool(values.get("load_in_4bit") or values.get("load_in_8bit"))
-    if not values.get("use_peft"):
-        if quantised:
-            raise UserError("a quantised model (load_in_4bit/8bit) can only be trained with LoRA: add use_peft: true")
-        return "full"
-    return "qlora" if quantised else "lora"
+    """full, lora or qlora, by the rule orpo_dist.model applies."""
+    return training_method(values.get("use_peft"), values.get("load_in_4bit"), values.get("load_in_8bit"))
+
+
+@functools.cache
+def _recipe_defaults() -> dict[str, Any]:
+    from ..recipe import field_defaults  # TRL's argument classes: imported only when a field is missing
+
+    return field_defaults()
 
 
 def _get(values: dict[str, Any], key: str):
     value = values.get(key)
-    return RECIPE_DEFAULTS.get(key) if value is None else value
+    return _recipe_defaults().get(key) if value is None else value
 
 
 def _int(values, key) -> int:
@@ -60,7 +56,7 @@ def _bool(values, key) -> bool:
     return bool(value)
 
 
-def workload_from_recipe(values: dict[str, Any], hardware: Hardware | None = None) -> Workload:
+def workload_from_recipe(values: dict[str, Any]) -> Workload:
     targets = values.get("lora_target_modules")
     if values.get("lora_all_linear"):
         targets = "all-linear"
@@ -94,7 +90,7 @@ def config_overrides(values: dict[str, Any]) -> dict[str, Any] | None:
     return overrides or None
 
 
-def inputs_from_recipe(values: dict[str, Any], hardware: Hardware | None = None) -> PlanInputs:
+def inputs_from_recipe(values: dict[str, Any]) -> PlanInputs:
     """(shape, method, workload) from recipe fields: model_name_or_path, use_peft, load_in_4bit,
     lora_r, lora_target_modules, max_length, per_device_train_batch_size,
     gradient_accumulation_steps, gradient_checkpointing, optim (and model_config_overrides)."""
@@ -104,12 +100,12 @@ def inputs_from_recipe(values: dict[str, Any], hardware: Hardware | None = None)
     if not name:
         raise UserError("the recipe has no model_name_or_path (a hub name, a local folder, or smollm2-135m-instruct)")
     shape = resolve_shape(str(name), config_overrides(values))
-    return PlanInputs(shape, method_of(values), workload_from_recipe(values, hardware))
+    return PlanInputs(shape, method_of(values), workload_from_recipe(values))
 
 
 def plan_recipe(values: dict[str, Any], hardware: Hardware,
                 assumptions: Assumptions | None = None) -> tuple[Plan, Recommendation]:
     """Estimate and recommend for a recipe on this hardware."""
-    shape, method, workload = inputs_from_recipe(values, hardware)
+    shape, method, workload = inputs_from_recipe(values)
     plan = estimate(shape, method, hardware, workload, assumptions)
     return plan, recommend(plan)
