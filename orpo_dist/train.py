@@ -16,6 +16,7 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from .errors import UserError  # noqa: E402
+from .process import is_main_process, main_process_print  # noqa: E402
 from .recipe import Recipe, parse  # noqa: E402
 from .run_folder import EXIT_STOPPED, HELDOUT_FILE, checkpoint_step, last_checkpoint, mark_stopped  # noqa: E402
 
@@ -26,13 +27,8 @@ class StoppedForResume(Exception):
         self.step = step
 
 
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def log(message: str) -> None:
-    if is_main_process():
-        print(f"orpo-dist: {message}", flush=True)
+    main_process_print(f"orpo-dist: {message}")
 
 
 @dataclass

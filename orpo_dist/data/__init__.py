@@ -10,8 +10,7 @@ prompt/chosen/rejected strings.
 
 from __future__ import annotations
 
-import os
-
+from ..process import is_main_process, main_process_print
 from .prepare import PreparedData, analyze, prepare_datasets
 from .report import BadRow, DataReport, DataUnusable, SplitReport
 
@@ -28,12 +27,6 @@ __all__ = [
 ]
 
 
-def is_main_process() -> bool:
-    """True unless torch.distributed's launch variables say this is not rank 0."""
-    return all(os.environ.get(var, "0") in ("", "0") for var in ("RANK", "LOCAL_RANK"))
-
-
 def main_process_log(message: str) -> None:
     """A `log` callback for prepare_datasets that prints on the main process only."""
-    if is_main_process():
-        print(message, flush=True)
+    main_process_print(message)

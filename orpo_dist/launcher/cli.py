@@ -19,8 +19,9 @@ from .command import build, gpu_count, ignore_stop_signals, layout_from_env
 from .strategies import STRATEGIES
 
 EPILOG = """examples:
-  orpo-dist launch --strategy zero3 --num-processes 2 launch/recipes/tiny.yaml
-  orpo-dist launch --strategy ddp --num-processes 8 launch/recipes/llama3-8b-qlora.yaml --learning_rate 5e-6
+  orpo-dist launch --strategy zero3 --num-processes 2 tiny
+  orpo-dist launch --strategy ddp --num-processes 8 llama3-8b-qlora --learning_rate 5e-6
+  orpo-dist launch --strategy auto --num-processes 8 my-recipe.yaml
   # two machines, 8 GPUs each; run on each node (rank from the flag or MACHINE_RANK/NODE_RANK):
   orpo-dist launch --strategy zero3 --num-processes 16 --num-machines 2 --machine-rank 0 \\
       --main-process-ip 10.0.0.1 RECIPE
@@ -42,15 +43,17 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-mem", type=float, help="GiB per GPU for --strategy auto (default: measured)")
     p.add_argument("--force", action="store_true", help="launch even if the planner says it will not fit")
     p.add_argument("--dry-run", action="store_true", help="print the command and exit")
-    p.add_argument("recipe", help="YAML recipe (see launch/recipes/)")
+    p.add_argument("recipe", help="a YAML recipe, or a bundled recipe's name (`orpo-dist recipes` lists them)")
     return p
 
 
 def main(argv: list[str]) -> int:
     args, overrides = make_parser().parse_known_args(argv)
     from ..recipe import check_without_hardware
+    from ..recipe_files import resolve
 
-    values = check_without_hardware(args.recipe, overrides)  # fail before any process starts
+    recipe = str(resolve(args.recipe))  # every rank reads the file this names
+    values = check_without_hardware(recipe, overrides)  # fail before any process starts
     layout = layout_from_env(args.num_processes, args.num_machines, args.machine_rank,
                              args.main_process_ip, args.main_process_port)
     strategy = args.strategy
@@ -60,7 +63,7 @@ def main(argv: list[str]) -> int:
 
         hardware = detect_hardware(layout.num_processes, layout.num_machines, args.gpu_mem)
         strategy = choose_strategy(strategy, values, hardware, args.force)
-    command = build(strategy, layout, args.recipe, overrides)
+    command = build(strategy, layout, recipe, overrides)
     print(f"orpo-dist launch: {strategy} x {layout.num_processes} process(es)"
           f"{' on ' + str(layout.num_machines) + ' machines' if layout.num_machines > 1 else ''}"
           f"{'' if gpu_count() else ' (CPU processes over gloo)'}", flush=True)

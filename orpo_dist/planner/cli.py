@@ -18,9 +18,9 @@ EPILOG = """examples:
   orpo-dist plan --model meta-llama/Meta-Llama-3-70B --method lora --gpus-per-node 8 --gpu-mem 80
   orpo-dist plan --model meta-llama/Meta-Llama-3-8B-Instruct --method qlora --gpu-mem 24 \\
       --lora-targets q_proj k_proj v_proj o_proj --optim paged_adamw_8bit
-  orpo-dist plan --recipe launch/recipes/llama3-8b-qlora.yaml --gpu-mem 16
+  orpo-dist plan --recipe llama3-8b-qlora --gpu-mem 16
   orpo-dist plan --model ./my-model --nodes 2 --gpus-per-node 8 --gpu-mem 40 --cpu-mem 512 --json
-  orpo-dist plan --recipe launch/recipes/tiny.yaml --device cpu --gpus-per-node 2 --gpu-mem 8
+  orpo-dist plan --recipe tiny --device cpu --gpus-per-node 2 --gpu-mem 8
 """
 
 
@@ -37,7 +37,8 @@ def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="orpo-dist plan", description=__doc__, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="hub name, built-in name, local model folder or config.json")
-    p.add_argument("--recipe", help="take the model and workload from a YAML recipe (flags override it)")
+    p.add_argument("--recipe", help="take the model and workload from a recipe: a YAML file or a bundled "
+                                    "recipe's name (flags override it)")
     p.add_argument("--method", choices=["full", "lora", "qlora"], help="default: the recipe's, else full")
     hw = p.add_argument_group("hardware")
     hw.add_argument("--gpus-per-node", type=int, default=1, help="default 1")
@@ -68,10 +69,11 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _recipe_values(path: str) -> dict:
-    from ..recipe_file import load_yaml
+def _recipe_values(name_or_path: str) -> dict:
+    from ..recipe_compat import upgrade
+    from ..recipe_files import load_yaml, resolve
 
-    return load_yaml(path)
+    return upgrade(load_yaml(name_or_path), str(resolve(name_or_path)))
 
 
 def recipe_from_args(args) -> dict:
@@ -82,7 +84,7 @@ def recipe_from_args(args) -> dict:
         values["model_name_or_path"] = args.model
     if not values.get("model_name_or_path"):
         raise UserError("which model? pass --model NAME_OR_PATH (a hub name, a built-in name such as "
-                        "meta-llama/Meta-Llama-3-8B, a local folder or config.json) or --recipe RECIPE.yaml")
+                        "meta-llama/Meta-Llama-3-8B, a local folder or config.json) or --recipe RECIPE")
     if args.method:
         values["use_peft"] = args.method != "full"
         values["load_in_4bit"] = args.method == "qlora"

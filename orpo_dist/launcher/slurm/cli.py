@@ -24,8 +24,8 @@ TERMINAL_FAILURES = {"FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMO
 
 EPILOG = """examples:
   orpo-dist submit --nodes 2 --gpus-per-node 8 --partition gpu --time 24:00:00 --strategy zero3 RECIPE
-  orpo-dist submit --nodes 2 --gpus-per-node 0 --strategy zero3 --wait launch/recipes/tiny.yaml  # CPU nodes
-  orpo-dist submit --cluster local --gpus-per-node 0 --wait launch/recipes/tiny.yaml             # no Slurm
+  orpo-dist submit --nodes 2 --gpus-per-node 0 --strategy zero3 --wait tiny  # CPU nodes
+  orpo-dist submit --cluster local --gpus-per-node 0 --wait tiny             # no Slurm
 """
 
 
@@ -70,14 +70,16 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu-mem-gib", type=float, help="host GiB per node, for the planner's offload check")
     p.add_argument("--force", action="store_true", help="submit even if the planner says it will not fit")
     p.add_argument("--wait", action="store_true", help="follow the job to its end and print its final metrics")
-    p.add_argument("recipe")
+    p.add_argument("recipe", help="a YAML recipe, or a bundled recipe's name (`orpo-dist recipes` lists them)")
     return p
 
 
 def main(argv: list[str]) -> int:
     args, overrides = make_parser().parse_known_args(argv)
     from ...recipe import check_without_hardware
+    from ...recipe_files import resolve
 
+    args.recipe = str(resolve(args.recipe).resolve())  # the job's nodes read this file
     values = check_without_hardware(args.recipe, overrides)  # a recipe that fails to parse: nothing submitted
     output_dir = values.get("output_dir")
     if not output_dir:
@@ -150,9 +152,8 @@ def submit(args, strategy, overrides, output_dir: Path, timeout_min: int, partit
             params["slurm_exclusive"] = True
     executor.update_parameters(**params)
     processes_per_node = max(args.gpus_per_node, 1)
-    recipe = str(Path(args.recipe).resolve())
     overrides = [*overrides, "--output_dir", str(output_dir)]
-    return executor.submit(OrpoJob(strategy, recipe, overrides, processes_per_node, str(output_dir)))
+    return executor.submit(OrpoJob(strategy, args.recipe, overrides, processes_per_node, str(output_dir)))
 
 
 def final_state(job, state: str, wait_s: float = 30.0) -> str:
