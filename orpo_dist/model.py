@@ -50,6 +50,15 @@ def load_tokenizer(margs: ModelArguments, training: OrpoDistConfig):
         # Llama-3 and friends have no pad token. Padding is masked out of ORPO's loss by the
         # attention mask, so reusing an existing token is safe and keeps the vocabulary unchanged.
         tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    if margs.chat_template:
+        # The recipe's template renders the data and, saved with the tokenizer, the trained model's chats.
+        tokenizer.chat_template = margs.chat_template
+        try:
+            tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
+                                          add_generation_prompt=True)
+        except Exception as err:  # jinja syntax errors, raise_exception() of strict templates
+            raise UserError(f"the recipe's chat_template does not render a one-turn chat: "
+                            f"{type(err).__name__}: {str(err)[:200]}") from None
     return tokenizer
 
 

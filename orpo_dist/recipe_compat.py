@@ -29,6 +29,9 @@ RENAMED = {
 FLAG_TO_VALUE = {
     "use_flash_attention_2": ("attn_implementation", "flash_attention_2"),  # alignment-handbook, old TRL
 }
+# Switches TRL 0.x's examples pass bare (`--bf16`); TRL 1.16 types them `bool | None`, whose flag
+# takes a value, so the bare form would be a parse error.
+BARE_SWITCHES = ("bf16", "tf32")
 # Fields of other tools that orpo-dist has no counterpart for: what to do instead.
 HINTS = {
     "dataset_mixer": "alignment-handbook's dataset mixing: mix the datasets beforehand and set dataset_name",
@@ -90,7 +93,8 @@ def upgrade(config: dict[str, Any], source: str, say: Callable[[str], None] = no
 
 
 def upgrade_argv(argv: list[str], say: Callable[[str], None] = notice) -> list[str]:
-    """The same renames for command-line overrides (`--torch_dtype bfloat16`, `--torch-dtype=...`)."""
+    """The same renames for command-line overrides (`--torch_dtype bfloat16`, `--torch-dtype=...`),
+    and TRL 0.x's bare switches (`--bf16`) with the value TRL 1.16's parser wants."""
     out: list[str] = []
     i = 0
     while i < len(argv):
@@ -114,6 +118,8 @@ def upgrade_argv(argv: list[str], say: Callable[[str], None] = notice) -> list[s
                 say(f"--{name} is now --{new} {when_true}")
             else:
                 say(f"--{name} false ignored (the default attention implementation is used)")
+        elif name in BARE_SWITCHES and not eq and (i + 1 == len(argv) or argv[i + 1].startswith("--")):
+            out += [arg, "true"]
         else:
             out.append(arg)
         i += 1

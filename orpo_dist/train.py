@@ -62,11 +62,10 @@ def resolve_checkpoint(recipe: Recipe) -> str | None:
 
 
 def run(recipe: Recipe, extra_callbacks=()) -> TrainResult:
-    from trl.experimental.orpo import ORPOTrainer
-
     from .callbacks import MetricsJsonl, StopOnNonFiniteLoss, StopOnRequest
     from .data import prepare_datasets
     from .model import load_model, load_tokenizer, peft_config
+    from .orpo_trainer import OrpoDistTrainer
     from .outputs import write_model_card, write_run_info
 
     training = recipe.training
@@ -75,14 +74,15 @@ def run(recipe: Recipe, extra_callbacks=()) -> TrainResult:
     resume_step = checkpoint_step(checkpoint) if checkpoint else None
 
     tokenizer = load_tokenizer(recipe.model, training)
-    data = prepare_datasets(recipe.data, tokenizer, training.max_length, training.seed, log=log)
+    data = prepare_datasets(recipe.data, tokenizer, training.max_length, training.seed, log=log,
+                            max_prompt_length=training.max_prompt_length)
     if data.eval is None and training.eval_strategy != "no":
         log("no held-out rows (eval_split_size is 0 and the data has no test split): evaluation is off")
         training.eval_strategy = "no"
 
     model = load_model(recipe.model, training)
     guard, stop = StopOnNonFiniteLoss(), StopOnRequest(out)
-    trainer = ORPOTrainer(
+    trainer = OrpoDistTrainer(
         model=model,
         args=training,
         train_dataset=data.train,

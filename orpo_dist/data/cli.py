@@ -56,7 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_MAX_LENGTH,
         metavar="N",
-        help=f"ORPO max_length: prompts of N tokens or more are bad rows (default: {DEFAULT_MAX_LENGTH}; 0 = no limit)",
+        help=f"ORPO max_length: prompts of N tokens or more are bad rows unless --max-prompt-length cuts them "
+        f"(default: {DEFAULT_MAX_LENGTH}; 0 = no limit)",
+    )
+    check.add_argument(
+        "--max-prompt-length",
+        "--max_prompt_length",
+        dest="max_prompt_length",
+        type=int,
+        metavar="N",
+        help="TRL 0.x's max_prompt_length: a row that does not fit keeps its prompt's last N tokens and trains "
+        "(reported as cut) instead of being a bad row",
     )
     check.add_argument(
         "--dataset_columns",
@@ -130,7 +140,7 @@ def load_tokenizer(name: str):
 
 def check(args) -> int:
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-    from ..recipe import DataArguments
+    from ..recipe import DataArguments, check_prompt_length
     from .prepare import analyze
     from .report import DataUnusable, format_bad_rows
 
@@ -144,18 +154,20 @@ def check(args) -> int:
         dataset_strict=args.strict,
         apply_chat_template=not args.no_chat_template,
     )
-    tokenizer = load_tokenizer(args.tokenizer)
     max_length = args.max_length if args.max_length and args.max_length > 0 else None
+    check_prompt_length(args.max_prompt_length, max_length)
+    tokenizer = load_tokenizer(args.tokenizer)
     print(f"dataset:   {args.dataset}")
     try:
-        _, report = analyze(data_args, tokenizer, max_length)
+        _, report = analyze(data_args, tokenizer, max_length, max_prompt_length=args.max_prompt_length)
     except DataUnusable as err:
         print(f"\nCANNOT TRAIN: {err}")
         return 1
     from .formats import DESCRIPTION
 
     print(f"format:    {DESCRIPTION[report.format]}" + (" (detected)" if args.format == "auto" else " (forced)"))
-    print(f"rendering: {report.rendering} ({args.tokenizer}); max_length {max_length or 'none'}")
+    print(f"rendering: {report.rendering} ({args.tokenizer}); max_length {max_length or 'none'}"
+          + (f", max_prompt_length {args.max_prompt_length}" if args.max_prompt_length else ""))
     for note in report.notes:
         print(f"note:      {note}")
     for split in report.splits.values():
@@ -167,6 +179,8 @@ def check(args) -> int:
             print(f"  {'tokens (good rows)':<22}{'p50':>7}{'p90':>7}{'p99':>7}{'max':>7}")
             for name, stats in table:
                 print(f"  {name:<22}" + "".join(f"{stats[k]:>7}" for k in ("p50", "p90", "p99", "max")))
+        if split.prompts_cut:
+            print(f"  {split.cut_line(args.max_prompt_length)}")
         if split.truncated:
             pairs = "1 pair is" if split.truncated == 1 else f"{split.truncated} pairs are"
             print(f"  {pairs} longer than max_length {max_length}: their answers will be cut")

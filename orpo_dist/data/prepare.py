@@ -30,9 +30,11 @@ def analyze(
     tokenizer,
     max_length: int | None,
     splits: list[str] | None = None,
+    max_prompt_length: int | None = None,
 ) -> tuple[dict[str, list[Triple]], DataReport]:
     """Good rows per split, and the report of everything found. `splits`: the splits to read
-    (those that exist); None = every split. The format is detected on the training split."""
+    (those that exist); None = every split. The format is detected on the training split.
+    `max_prompt_length`: long prompts are cut to their last tokens (counted) instead of dropped."""
     cols = column_map(args.dataset_columns)
     source = str(args.dataset_name)
     raw_splits = load_splits(args.dataset_name, args.dataset_config, splits, default_split=args.dataset_train_split)
@@ -53,10 +55,12 @@ def analyze(
     if tokenizer is not None and tokenizer.eos_token_id is None:
         raise UserError("the tokenizer has no eos_token: ORPO ends every answer with it. Set tokenizer.eos_token.")
     renderer = Renderer(tokenizer, args.apply_chat_template)
-    report = DataReport(source=source, format=fmt, rendering=renderer.name, max_length=max_length)
+    report = DataReport(source=source, format=fmt, rendering=renderer.name, max_length=max_length,
+                        max_prompt_length=max_prompt_length)
     good = {}
     for name in chosen_splits:
-        good[name], report.splits[name] = _process(raw_splits[name], fmt, cols, renderer, tokenizer, max_length)
+        good[name], report.splits[name] = _process(raw_splits[name], fmt, cols, renderer, tokenizer, max_length,
+                                                   max_prompt_length)
     if args.apply_chat_template and not renderer.use_template and tokenizer is not None:
         report.notes.append("the tokenizer has no chat template: rows are rendered as plain text")
     return good, report
@@ -66,7 +70,8 @@ def _dicts(raw: RawSplit) -> list[dict]:
     return [r.value for r in raw.rows if isinstance(r.value, dict)]
 
 
-def _process(raw: RawSplit, fmt, cols, renderer, tokenizer, max_length) -> tuple[list[Triple], SplitReport]:
+def _process(raw: RawSplit, fmt, cols, renderer, tokenizer, max_length,
+             max_prompt_length) -> tuple[list[Triple], SplitReport]:
     report = SplitReport(raw.name, total=len(raw.rows))
     bad: list[tuple[int, BadRow]] = []
     pending: list[tuple[int, Triple]] = []
@@ -78,7 +83,9 @@ def _process(raw: RawSplit, fmt, cols, renderer, tokenizer, max_length) -> tuple
         except BadRowError as err:
             bad.append((index, BadRow(raw.name, row.where, row.number, err.reason, err.detail)))
     good: list[Triple] = []
-    lengths = measure(tokenizer, [t for _, t in pending], max_length) if tokenizer is not None else None
+    lengths = None
+    if tokenizer is not None:
+        lengths = measure(tokenizer, [t for _, t in pending], max_length, max_prompt_length)
     for k, (index, triple) in enumerate(pending):
         if lengths is not None:
             result = lengths[k]
@@ -86,21 +93,23 @@ def _process(raw: RawSplit, fmt, cols, renderer, tokenizer, max_length) -> tuple
                 row = raw.rows[index]
                 bad.append((index, BadRow(raw.name, row.where, row.number, result.reason, result.detail)))
                 continue
-            prompt_len, chosen_len, rejected_len = result
-            report.prompt_tokens.append(prompt_len)
-            report.chosen_tokens.append(chosen_len)
-            report.rejected_tokens.append(rejected_len)
-            if max_length is not None and prompt_len + max(chosen_len, rejected_len) > max_length:
+            report.prompt_tokens.append(result.prompt)
+            report.chosen_tokens.append(result.chosen)
+            report.rejected_tokens.append(result.rejected)
+            report.prompts_cut += result.prompt_cut
+            if max_length is not None and result.prompt + max(result.chosen, result.rejected) > max_length:
                 report.truncated += 1
         good.append(triple)
     report.bad = [b for _, b in sorted(bad, key=lambda item: item[0])]
     return good, report
 
 
-def prepare_datasets(args, tokenizer, max_length: int | None, seed: int, log: Callable[[str], Any] = print) -> PreparedData:
+def prepare_datasets(args, tokenizer, max_length: int | None, seed: int, log: Callable[[str], Any] = print,
+                     max_prompt_length: int | None = None) -> PreparedData:
     """Load `args.dataset_name`, keep the rows ORPO can train on, and return train/eval Datasets of
     prompt/chosen/rejected strings. Bad rows are dropped with one line per split on `log`, or
-    refused with `args.dataset_strict`. Raises UserError for anything the user must fix."""
+    refused with `args.dataset_strict`. Raises UserError for anything the user must fix.
+    With `max_prompt_length`, rows whose prompt is too long are counted as cut, not dropped."""
     from datasets import Dataset
 
     if getattr(args, "dataset_streaming", False):
@@ -110,15 +119,17 @@ def prepare_datasets(args, tokenizer, max_length: int | None, seed: int, log: Ca
         )
     train_name, test_name = args.dataset_train_split, args.dataset_test_split or None
     wanted = [train_name] + ([test_name] if test_name and test_name != train_name else [])
-    good, report = analyze(args, tokenizer, max_length, splits=wanted)
+    good, report = analyze(args, tokenizer, max_length, splits=wanted, max_prompt_length=max_prompt_length)
     source = report.source
-    hint = check_command(args, max_length)
+    hint = check_command(args, max_length, max_prompt_length)
     log(f"data: {source}: format {DESCRIPTION[report.format]}, rendered as {report.rendering}")
     for note in report.notes:
         log(f"data: note: {note}")
     for name, split in report.splits.items():
         if split.bad:
             log(f"data: {name}: {split.dropped_line(hint)}")
+        if split.prompts_cut:
+            log(f"data: {name}: {split.cut_line(max_prompt_length)}")
         if split.truncated:
             pairs = "1 pair exceeds" if split.truncated == 1 else f"{split.truncated} pairs exceed"
             log(f"data: {name}: {pairs} max_length={max_length}; their answers will be cut")
@@ -150,7 +161,7 @@ def prepare_datasets(args, tokenizer, max_length: int | None, seed: int, log: Ca
     return PreparedData(_to_dataset(Dataset, train), _to_dataset(Dataset, evaluation) if evaluation else None, report)
 
 
-def check_command(args, max_length: int | None) -> str:
+def check_command(args, max_length: int | None, max_prompt_length: int | None = None) -> str:
     """The `orpo-dist data check` command that shows the same findings."""
     words = ["orpo-dist", "data", "check", str(args.dataset_name)]
     if args.dataset_columns:
@@ -163,6 +174,8 @@ def check_command(args, max_length: int | None) -> str:
         words += ["--train-split", args.dataset_train_split]
     if max_length != 1024:
         words += ["--max-length", str(max_length or 0)]
+    if max_prompt_length:
+        words += ["--max-prompt-length", str(max_prompt_length)]
     if not args.apply_chat_template:
         words += ["--no-chat-template"]
     return " ".join(shlex.quote(w) for w in words)

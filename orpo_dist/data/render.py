@@ -8,8 +8,11 @@ string prompts pass through verbatim and message lists become "Role: content" te
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from .formats import Pair
 from .report import PROMPT_TOO_LONG, TEMPLATE_FAILED, TOKENIZATION, BadRowError
+from .truncation import prompt_is_cut
 
 _BATCH = 512
 
@@ -48,11 +51,20 @@ class Renderer:
         return out["prompt"], out["chosen"], out["rejected"]
 
 
-def measure(tokenizer, rows: list[tuple[str, str, str]], max_length: int | None) -> list:
-    """Per row: (prompt, chosen, rejected) token counts exactly as ORPOTrainer.tokenize_row builds
-    them (BOS/EOS added when missing), or a BadRowError for a row it would reject or could only
-    train on with an empty answer. Mirrors trl.experimental.orpo.ORPOTrainer.tokenize_row and
-    build_tokenized_answer (TRL 1.16); tests/test_data_formats.py runs the real one on our output."""
+class RowLengths(NamedTuple):
+    prompt: int  # tokens of the prompt as the trainer keeps it (BOS included; after a max_prompt_length cut)
+    chosen: int  # tokens of each answer before any cut to max_length (EOS included)
+    rejected: int
+    prompt_cut: bool  # the prompt was longer and is cut to max_prompt_length (data/truncation.py)
+
+
+def measure(tokenizer, rows: list[tuple[str, str, str]], max_length: int | None,
+            max_prompt_length: int | None = None) -> list:
+    """Per row: RowLengths exactly as orpo-dist's trainer tokenizes it (TRL's tokenize_row: BOS/EOS
+    added when missing; then data/truncation.py's rule), or a BadRowError for a row it would reject
+    or could only train on with an empty answer. Mirrors trl.experimental.orpo.ORPOTrainer
+    .tokenize_row and build_tokenized_answer (TRL 1.16); tests/test_data_formats.py runs the real
+    ones on our output."""
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     out = []
     for start in range(0, len(rows), _BATCH):
@@ -61,7 +73,7 @@ def measure(tokenizer, rows: list[tuple[str, str, str]], max_length: int | None)
         fulls_c = _ids(tokenizer, [p + c for p, c, _ in batch])
         fulls_r = _ids(tokenizer, [p + r for p, _, r in batch])
         for prompt_ids, full_c, full_r in zip(prompts, fulls_c, fulls_r):
-            out.append(_one(prompt_ids, full_c, full_r, bos, eos, max_length))
+            out.append(_one(prompt_ids, full_c, full_r, bos, eos, max_length, max_prompt_length))
     return out
 
 
@@ -78,7 +90,7 @@ def _split(prompt_ids, full_ids):
     return full_ids[:start], full_ids[start:]
 
 
-def _one(prompt_ids, full_c, full_r, bos, eos, max_length):
+def _one(prompt_ids, full_c, full_r, bos, eos, max_length, max_prompt_length):
     try:
         prompt_c, answer_c = _split(prompt_ids, full_c)
         prompt_r, answer_r = _split(prompt_ids, full_r)
@@ -95,9 +107,13 @@ def _one(prompt_ids, full_c, full_r, bos, eos, max_length):
         return len(ids) + (1 if not ids or ids[-1] != eos else 0)
 
     prompt_len = max(with_bos(prompt_c), with_bos(prompt_r))
+    chosen_len, rejected_len = with_eos(answer_c), with_eos(answer_r)
+    if prompt_is_cut(prompt_len, max(chosen_len, rejected_len), max_length, max_prompt_length):
+        return RowLengths(max_prompt_length, chosen_len, rejected_len, True)
     if max_length is not None and prompt_len >= max_length:
         return BadRowError(
             PROMPT_TOO_LONG,
-            f"the prompt is {prompt_len} tokens, max_length is {max_length}: no room left for the answer",
+            f"the prompt is {prompt_len} tokens, max_length is {max_length}: no room left for the answer"
+            + ("" if max_prompt_length else " (set max_prompt_length to keep its last tokens instead)"),
         )
-    return prompt_len, with_eos(answer_c), with_eos(answer_r)
+    return RowLengths(prompt_len, chosen_len, rejected_len, False)

@@ -65,6 +65,7 @@ class SplitReport:
     chosen_tokens: list[int] = field(default_factory=list)
     rejected_tokens: list[int] = field(default_factory=list)
     truncated: int = 0  # good rows whose prompt + longer answer exceeds max_length (answers get cut)
+    prompts_cut: int = 0  # good rows whose prompt is cut to its last max_prompt_length tokens
 
     @property
     def good(self) -> int:
@@ -75,6 +76,11 @@ class SplitReport:
 
     def reasons_text(self) -> str:
         return ", ".join(f"{n} {reason}" for reason, n in sorted(self.reason_counts().items(), key=_by_count))
+
+    def cut_line(self, max_prompt_length: int) -> str:
+        prompts = "1 prompt is" if self.prompts_cut == 1 else f"{self.prompts_cut} prompts are"
+        return (f"{prompts} cut to their last {max_prompt_length} tokens (max_prompt_length) so that "
+                "their rows fit max_length; they train")
 
     def dropped_line(self, check_command: str) -> str:
         return f"dropped {len(self.bad)} of {self.total} rows ({self.reasons_text()}); see `{check_command}`"
@@ -98,6 +104,7 @@ class DataReport:
     format: str = "?"
     rendering: str = "?"  # "chat template" or "plain text"
     max_length: int | None = None
+    max_prompt_length: int | None = None
     splits: dict[str, SplitReport] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 

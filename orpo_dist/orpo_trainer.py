@@ -1,0 +1,39 @@
+"""OrpoDistTrainer: TRL's ORPOTrainer, plus TRL 0.x's max_prompt_length.
+
+TRL 1.16 removed max_prompt_length and cuts a long row in its answers only, so a row whose prompt
+fills max_length has nothing left to learn (the data layer drops it). Recipes written for TRL 0.x
+and the tutorials users follow set max_prompt_length; with it, a row that does not fit keeps its
+prompt's last tokens and trains (the rule: orpo_dist/data/truncation.py, which the data layer's
+length checks use as well). Without it, every row is tokenized exactly as TRL's own trainer does.
+
+The training step itself is TRL's; faster steps subclass this class.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+
+from trl.experimental.orpo import ORPOTrainer  # noqa: E402
+
+from .data.truncation import truncate_row  # noqa: E402
+
+
+class OrpoDistTrainer(ORPOTrainer):
+    def __init__(self, model=None, args=None, *more, **kwargs):
+        # ORPOTrainer tokenizes the datasets inside its __init__, before Trainer sets self.args.
+        self.max_prompt_length = getattr(args, "max_prompt_length", None)
+        super().__init__(model, args, *more, **kwargs)
+
+    def tokenize_row(self, feature, model=None) -> dict:
+        if self.max_prompt_length is None or self.is_encoder_decoder:
+            return super().tokenize_row(feature, model)
+        # TRL's tokens (BOS/EOS, merged boundary tokens) with nothing cut, then the cut rule.
+        max_length, self.max_length = self.max_length, sys.maxsize
+        try:
+            row = super().tokenize_row(feature, model)
+        finally:
+            self.max_length = max_length
+        return truncate_row(row, max_length, self.max_prompt_length, self.processing_class.bos_token_id)

@@ -1,0 +1,112 @@
+"""OrpoDistTrainer's tokenisation: TRL's own without max_prompt_length; with it, a prompt too long
+for its row keeps its last tokens (and its BOS) and the row trains instead of being dropped. The
+data layer's counts (`orpo-dist data check`) are the trainer's."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from orpo_dist.data import prepare_datasets
+from orpo_dist.orpo_trainer import OrpoDistTrainer
+from orpo_dist.recipe import DataArguments
+
+LONG_PROMPT = "Here is some background you should read first. " * 40 + "Now, is the sky blue?"
+ROWS = [
+    {"prompt": "Is the sky blue?", "chosen": "Yes, on a clear day.", "rejected": "No."},
+    {"prompt": "Name a colour.", "chosen": "Green. " * 60, "rejected": "Blue."},  # only its answers are cut
+    {"prompt": LONG_PROMPT, "chosen": "Yes, on a clear day.", "rejected": "No, it is green."},
+    {"prompt": "Ends with a space ", "chosen": " leading space", "rejected": "no space"},
+    {"prompt": "Unicode ✓ café " * 30, "chosen": "naïve 🙂", "rejected": "ok"},
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def accelerate_state():
+    from accelerate import PartialState
+
+    PartialState(cpu=True)  # TRL's tokenize_row warns about prompts that fill max_length through accelerate
+
+
+def bare(cls, tokenizer, max_length, max_prompt_length=None):
+    """A trainer that can tokenize rows without a model: tokenize_row needs only these attributes."""
+    trainer = cls.__new__(cls)
+    trainer.is_encoder_decoder, trainer.processing_class, trainer.max_length = False, tokenizer, max_length
+    trainer.max_prompt_length = max_prompt_length
+    return trainer
+
+
+def trl_row(tokenizer, row, max_length):
+    from trl.experimental.orpo import ORPOTrainer
+
+    return ORPOTrainer.tokenize_row(bare(ORPOTrainer, tokenizer, max_length), row)
+
+
+def prompt_side(tokenized, side="chosen"):
+    return tokenized[f"{side}_labels"].count(-100)
+
+
+def prepare(tmp_path, tokenizer, rows, max_length, max_prompt_length=None, template=True):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = DataArguments(dataset_name=str(path), eval_split_size=0.0, apply_chat_template=template)
+    return prepare_datasets(args, tokenizer, max_length, 0, log=lambda _: None, max_prompt_length=max_prompt_length)
+
+
+def test_without_max_prompt_length_every_row_is_trls(demo_tokenizer):
+    ours = bare(OrpoDistTrainer, demo_tokenizer, 128)
+    for row in ROWS:
+        assert ours.tokenize_row(row) == trl_row(demo_tokenizer, row, 128)
+
+
+def test_rows_whose_prompt_is_not_cut_are_trls(demo_tokenizer):
+    ours = bare(OrpoDistTrainer, demo_tokenizer, 128, max_prompt_length=64)
+    for row in ROWS[:2] + ROWS[3:4]:  # they fit, or only their answers are too long
+        assert ours.tokenize_row(row) == trl_row(demo_tokenizer, row, 128)
+
+
+@pytest.mark.parametrize("template", [False, True], ids=["plain", "chat-template"])
+def test_a_long_prompt_keeps_its_last_tokens_and_trains(tmp_path, demo_tokenizer, template):
+    max_length, limit = 128, 48
+    bos = demo_tokenizer.bos_token_id
+    kept = prepare(tmp_path, demo_tokenizer, [ROWS[2]], max_length, limit, template)
+    row = kept.train[0]  # the rendered strings the trainer gets
+    assert kept.report.splits["train"].prompts_cut == 1 and not kept.report.bad_rows
+
+    full = bare(OrpoDistTrainer, demo_tokenizer, 10**6).tokenize_row(row)  # nothing cut: TRL's tokens
+    cut = bare(OrpoDistTrainer, demo_tokenizer, max_length, limit).tokenize_row(row)
+    for side in ("chosen", "rejected"):
+        prompt, answer = full[f"{side}_input_ids"][:prompt_side(full, side)], \
+            full[f"{side}_input_ids"][prompt_side(full, side):]
+        assert prompt[0] == bos and len(prompt) > max_length  # TRL starts every prompt with BOS
+        ids, labels = cut[f"{side}_input_ids"], cut[f"{side}_labels"]
+        assert ids[:limit] == [bos] + prompt[-(limit - 1):]  # BOS, then the prompt's last tokens
+        assert labels[:limit] == [-100] * limit and ids[limit:] == answer == labels[limit:]  # whole answer learned
+        assert len(ids) <= max_length and cut[f"{side}_attention_mask"] == [1] * len(ids)
+    assert cut["prompt_input_ids"] == cut["chosen_input_ids"][:limit]
+
+    # TRL alone leaves this row nothing to learn, so without max_prompt_length the data layer drops it.
+    assert all(label == -100 for label in trl_row(demo_tokenizer, row, max_length)["chosen_labels"])
+    dropped = prepare(tmp_path, demo_tokenizer, [ROWS[2], ROWS[0]], max_length, None, template)
+    assert [b.reason for b in dropped.report.bad_rows] == ["prompt too long"]
+
+
+@pytest.mark.parametrize("template", [False, True], ids=["plain", "chat-template"])
+def test_data_check_counts_what_the_trainer_cuts(tmp_path, demo_tokenizer, template):
+    max_length, limit = 96, 32
+    data = prepare(tmp_path, demo_tokenizer, ROWS, max_length, limit, template)
+    split = data.report.splits["train"]
+    assert split.good == len(ROWS) and not data.report.bad_rows
+    trainer, untouched = bare(OrpoDistTrainer, demo_tokenizer, max_length, limit), \
+        bare(OrpoDistTrainer, demo_tokenizer, 10**6)
+    cut_rows = 0
+    for row, prompt_len, chosen_len in zip(data.train, split.prompt_tokens, split.chosen_tokens):
+        out = trainer.tokenize_row(row)
+        assert max(prompt_side(out, "chosen"), prompt_side(out, "rejected")) == prompt_len
+        assert len(out["chosen_input_ids"]) == min(max_length, prompt_side(out) + chosen_len)
+        assert any(label != -100 for label in out["chosen_labels"])  # something to learn on both sides
+        assert any(label != -100 for label in out["rejected_labels"])
+        cut_rows += len(out["prompt_input_ids"]) < len(untouched.tokenize_row(row)["prompt_input_ids"])
+    # the long prompt and the long unicode one; with the template's system turn, the long-answer row too
+    assert cut_rows == split.prompts_cut == (3 if template else 2)
