@@ -1,7 +1,12 @@
 """`orpo-dist` command: dispatches to one module per subcommand.
 
-Each subcommand module exposes `main(argv: list[str]) -> int`. Imports are lazy so that
-`orpo-dist --help` and the launch/submit/plan commands don't pay for importing torch + TRL.
+Each subcommand module exposes `main(argv: list[str]) -> int`. Imports are lazy: `orpo-dist
+--help`, `orpo-dist recipes` and the --help of data, demo, launch, submit and plan import neither
+torch nor TRL (tests/test_layout.py checks). The commands that read a recipe (train, launch,
+submit, plan) check it with TRL's own argument classes and defaults, so a recipe that launches is
+one that trains; importing those classes brings torch and transformers in, which is most of the
+3-5 s `orpo-dist launch --dry-run` takes to start on a 2-core CPU (`train --help` lists those
+classes' fields, so it pays that too).
 """
 
 from __future__ import annotations

@@ -48,7 +48,9 @@ def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="orpo-dist submit", description=__doc__, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nodes", type=int, default=1)
-    p.add_argument("--gpus-per-node", type=int, default=8, help="GPUs per node (0: CPU nodes, one process each)")
+    p.add_argument("--gpus-per-node", type=int,
+                   help="GPUs per node (default: what the partition's nodes report in sinfo's GRES; with "
+                        "--cluster local, the GPUs here); 0: CPU nodes, one process each")
     p.add_argument("--strategy", default="zero3", choices=[*STRATEGIES, "auto"])
     p.add_argument("--partition")
     p.add_argument("--time", default="4:00:00", help="time limit: minutes, HH:MM:SS or D-HH:MM:SS")
@@ -95,10 +97,20 @@ def main(argv: list[str]) -> int:
     if args.cluster == "slurm":
         from .preflight import check
 
-        partition = check(args.partition, args.nodes, args.gpus_per_node)
+        asked = args.gpus_per_node
+        partition, args.gpus_per_node = check(args.partition, args.nodes, asked)
+        if asked is None:
+            print(f"orpo-dist submit: {args.gpus_per_node} GPU(s) per node, as the nodes of partition {partition} "
+                  "report (--gpus-per-node overrides)")
     else:
         if args.nodes != 1:
             raise UserError("--cluster local runs on this one machine: use --nodes 1")
+        if args.gpus_per_node is None:
+            from ..command import gpu_count
+
+            args.gpus_per_node = gpu_count()
+        elif args.gpus_per_node < 0:
+            raise UserError(f"--gpus-per-node cannot be negative, got {args.gpus_per_node}")
         partition = None
     strategy = args.strategy
     if strategy == "auto" or not args.force:

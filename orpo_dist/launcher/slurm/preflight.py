@@ -13,7 +13,7 @@ def _sinfo(*args: str) -> str:
     if shutil.which("sinfo") is None:
         raise UserError(
             "no Slurm reachable: `sinfo` is not on PATH. Run this on a login node, start a local cluster "
-            "(bash slurm/local-cluster.sh start), or use --cluster local to run the job here."
+            "(bash scripts/local-cluster.sh start), or use --cluster local to run the job here."
         )
     try:
         out = subprocess.run(["sinfo", *args], capture_output=True, text=True, timeout=60)
@@ -22,7 +22,7 @@ def _sinfo(*args: str) -> str:
     if out.returncode != 0:
         raise UserError(
             f"no Slurm reachable: `sinfo` failed: {out.stderr.strip() or out.stdout.strip()}\n"
-            "  Is slurmctld up and SLURM_CONF set? (local cluster: eval \"$(bash slurm/local-cluster.sh env)\")"
+            "  Is slurmctld up and SLURM_CONF set? (local cluster: eval \"$(bash scripts/local-cluster.sh env)\")"
         )
     return out.stdout
 
@@ -52,11 +52,12 @@ def gpus_in_gres(gres: str) -> int:
     return total
 
 
-def check(partition: str | None, nodes: int, gpus_per_node: int) -> str:
-    """Validate the request; returns the partition that will be used."""
+def check(partition: str | None, nodes: int, gpus_per_node: int | None) -> tuple[str, int]:
+    """Validate the request; returns the partition that will be used and the GPUs per node: the
+    request's, or (None) what the partition's nodes report in sinfo's GRES."""
     if nodes < 1:
         raise UserError(f"--nodes must be at least 1, got {nodes}")
-    if gpus_per_node < 0:
+    if gpus_per_node is not None and gpus_per_node < 0:
         raise UserError(f"--gpus-per-node cannot be negative, got {gpus_per_node}")
     parts = partitions()
     if not parts:
@@ -71,9 +72,11 @@ def check(partition: str | None, nodes: int, gpus_per_node: int) -> str:
     info = parts[partition]
     if nodes > info["nodes"]:
         raise UserError(f"--nodes {nodes} but partition {partition!r} has {info['nodes']} node(s)")
+    if gpus_per_node is None:
+        return partition, info["gpus_per_node"]
     if gpus_per_node > info["gpus_per_node"]:
         raise UserError(
             f"--gpus-per-node {gpus_per_node} but the nodes of partition {partition!r} have "
             f"{info['gpus_per_node']} GPU(s) each (sinfo's GRES); use --gpus-per-node 0 for CPU nodes"
         )
-    return partition
+    return partition, gpus_per_node

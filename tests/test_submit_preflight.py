@@ -1,0 +1,59 @@
+"""`orpo-dist submit` before anything is submitted, against a stand-in `sinfo` (no cluster needed):
+GPUs per node default to what the partition's nodes report, the flag overrides, the checks hold.
+The real-cluster tests are tests/test_slurm_submit.py."""
+
+from __future__ import annotations
+
+import os
+import types
+
+import pytest
+
+from orpo_dist.errors import UserError
+from orpo_dist.launcher.slurm import cli as submit_cli
+from orpo_dist.launcher.slurm.preflight import check
+
+# sinfo -h -o "%P|%D|%G": a default CPU partition and a GPU one
+SINFO = "debug*|2|(null)\ngpu|3|gpu:a100:4(S:0-1)\n"
+
+
+@pytest.fixture
+def fake_sinfo(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "sinfo"
+    script.write_text(f"#!/bin/sh\nprintf '{SINFO}'\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_gpus_per_node_default_to_the_partitions(fake_sinfo):
+    assert check(None, 2, None) == ("debug", 0)
+    assert check("gpu", 3, None) == ("gpu", 4)
+    assert check("gpu", 1, 2) == ("gpu", 2)  # the flag overrides
+    for args, message in [(("gpu", 1, 8), r"have 4 GPU\(s\) each"), (("debug", 3, None), "has 2 node"),
+                          (("nope", 1, None), "unknown partition"), (("gpu", 1, -1), "cannot be negative"),
+                          (("gpu", 0, None), "at least 1")]:
+        with pytest.raises(UserError, match=message):
+            check(*args)
+
+
+def test_submit_asks_the_partition_and_submits_what_it_reports(fake_sinfo, tmp_path, monkeypatch, capsys):
+    submitted = {}
+
+    def fake_submit(args, strategy, overrides, output_dir, timeout_min, partition):
+        submitted.update(gpus=args.gpus_per_node, strategy=strategy, partition=partition, recipe=args.recipe)
+        paths = types.SimpleNamespace(stdout="out.log", stderr="err.log")
+        return types.SimpleNamespace(job_id="42", paths=paths)
+
+    monkeypatch.setattr(submit_cli, "submit", fake_submit)
+    out = tmp_path / "run"
+    assert submit_cli.main(["--partition", "gpu", "--strategy", "zero3", "tiny", "--output_dir", str(out)]) == 0
+    assert submitted["gpus"] == 4 and submitted["partition"] == "gpu" and submitted["recipe"].endswith("tiny.yaml")
+    printed = capsys.readouterr().out
+    assert "4 GPU(s) per node, as the nodes of partition gpu report" in printed and "job 42" in printed
+    assert submit_cli.main(["--strategy", "zero3", "tiny", "--output_dir", str(out)]) == 0  # default partition
+    assert (submitted["gpus"], submitted["partition"]) == (0, "debug")  # CPU nodes, not 8
+    assert submit_cli.main(["--partition", "gpu", "--gpus-per-node", "2", "--strategy", "zero3", "tiny",
+                            "--output_dir", str(out)]) == 0
+    assert submitted["gpus"] == 2
