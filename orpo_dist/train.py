@@ -69,11 +69,10 @@ def resolve_checkpoint(recipe: Recipe) -> str | None:
 
 
 def run(recipe: Recipe, extra_callbacks=()) -> TrainResult:
-    from trl.experimental.orpo import ORPOTrainer
-
     from .callbacks import MetricsJsonl, StopOnNonFiniteLoss, StopOnRequest
     from .data import prepare_datasets
     from .model import load_model, load_tokenizer, peft_config
+    from .orpo_step import trainer_class
     from .outputs import write_model_card, write_run_info
 
     training = recipe.training
@@ -89,7 +88,8 @@ def run(recipe: Recipe, extra_callbacks=()) -> TrainResult:
 
     model = load_model(recipe.model, training)
     guard, stop = StopOnNonFiniteLoss(), StopOnRequest(out)
-    trainer = ORPOTrainer(
+    trainer_cls, step_kwargs = trainer_class(training, model, log=log)
+    trainer = trainer_cls(
         model=model,
         args=training,
         train_dataset=data.train,
@@ -97,6 +97,7 @@ def run(recipe: Recipe, extra_callbacks=()) -> TrainResult:
         processing_class=tokenizer,
         peft_config=peft_config(model, recipe.model),
         callbacks=[MetricsJsonl(out, resume_step), guard, stop, *extra_callbacks],
+        **step_kwargs,
     )
     world = trainer.accelerator.num_processes
     if is_main_process():
@@ -107,7 +108,8 @@ def run(recipe: Recipe, extra_callbacks=()) -> TrainResult:
         f"{len(data.train)} training pairs, {len(data.eval) if data.eval is not None else 0} held out; "
         f"{world} process(es) x batch {training.per_device_train_batch_size} x accumulation "
         f"{training.gradient_accumulation_steps} = global batch "
-        f"{world * training.per_device_train_batch_size * training.gradient_accumulation_steps}"
+        f"{world * training.per_device_train_batch_size * training.gradient_accumulation_steps}; "
+        f"{'fast' if step_kwargs else 'stock TRL'} ORPO step"
         + (f"; resuming from {checkpoint}" if checkpoint else "")
     )
 
