@@ -19,6 +19,7 @@ COMMANDS = {
     "launch": ("orpo_dist.launcher.cli", "run a recipe over several processes with accelerate + DeepSpeed"),
     "submit": ("orpo_dist.slurm.cli", "submit a recipe to Slurm through submitit"),
     "plan": ("orpo_dist.planner.cli", "predict memory per GPU and recommend a strategy"),
+    "bench": ("orpo_dist.launcher.bench", "time TRL's stock ORPO step against the fast one, side by side"),
 }
 
 

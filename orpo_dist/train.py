@@ -68,7 +68,9 @@ def resolve_checkpoint(recipe: Recipe) -> str | None:
     return None
 
 
-def run(recipe: Recipe, extra_callbacks=()) -> TrainResult:
+def run(recipe: Recipe, extra_callbacks=(), on_trainer=None, save_model: bool = True) -> TrainResult:
+    """on_trainer(trainer) is called once the trainer is built (the benchmark counts tokens there);
+    save_model=False skips the final save (a benchmark's throw-away run)."""
     from .callbacks import MetricsJsonl, StopOnNonFiniteLoss, StopOnRequest
     from .data import prepare_datasets
     from .model import load_model, load_tokenizer, peft_config
@@ -99,6 +101,8 @@ def run(recipe: Recipe, extra_callbacks=()) -> TrainResult:
         callbacks=[MetricsJsonl(out, resume_step), guard, stop, *extra_callbacks],
         **step_kwargs,
     )
+    if on_trainer is not None:
+        on_trainer(trainer)
     world = trainer.accelerator.num_processes
     if is_main_process():
         write_run_info(recipe, out, world, str(trainer.accelerator.device))
@@ -127,8 +131,10 @@ def run(recipe: Recipe, extra_callbacks=()) -> TrainResult:
         trainer.accelerator.wait_for_everyone()
         log(f"stop requested: checkpoint saved at step {stop.stopped_at} in {out}; continue with --resume")
         raise StoppedForResume(stop.stopped_at)
-    trainer.save_model(str(out))
     is_adapter = recipe.model.use_peft
+    if not save_model:
+        return TrainResult(out, trainer.state.global_step, is_adapter, checkpoint)
+    trainer.save_model(str(out))
     if is_main_process():
         write_model_card(recipe, out, is_adapter)
     trainer.accelerator.wait_for_everyone()

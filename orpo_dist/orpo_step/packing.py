@@ -161,3 +161,12 @@ def pack_pairs(batch: dict, pad_token_id: int, share_prefix: bool = True, pack_r
         in_rejected_seq=t[:, 7].bool().to(device),
         num_pairs=len(blocks),
     )
+
+
+def unique_token_count(batch: dict) -> int:
+    """Tokens a pair holds once its shared prefix is counted once: the same count for either step,
+    so tokens per second compare like for like."""
+    total = 0
+    for (c, _), (r, _) in zip(_sequences(batch, "chosen"), _sequences(batch, "rejected")):
+        total += len(c) + len(r) - _common_prefix(c, r)
+    return total
