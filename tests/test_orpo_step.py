@@ -152,3 +152,28 @@ def test_completion_only_nll(tiny_model, demo_tokenizer, tmp_path):
     expected = -(token_logps * mask).sum() / mask.sum()
     _, _, _, _, nll = fast.concatenated_forward(fast.model, batch)
     torch.testing.assert_close(nll, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("frozen", [True, False], ids=["frozen head", "trained head"])
+def test_chunked_head_equals_full_logits(frozen):
+    from orpo_dist.orpo_step.head import target_logps
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 50, bias=False)
+    head.weight.requires_grad_(not frozen)
+    hidden = torch.randn(23, 16, requires_grad=True)
+    tokens = torch.randint(0, 50, (23,))
+    upstream = torch.randn(23)
+    ref, ref_mean = target_logps(head, hidden, tokens, chunk_size=0)
+    (ref * upstream).sum().backward()
+    ref_grad = hidden.grad.clone()
+    ref_wgrad = None if frozen else head.weight.grad.clone()
+    hidden.grad = None
+    head.weight.grad = None
+    got, got_mean = target_logps(head, hidden, tokens, chunk_size=4)
+    (got * upstream).sum().backward()
+    torch.testing.assert_close(got, ref, atol=1e-6, rtol=0)
+    torch.testing.assert_close(got_mean, ref_mean, atol=1e-6, rtol=0)
+    torch.testing.assert_close(hidden.grad, ref_grad, atol=1e-6, rtol=1e-5)
+    if not frozen:
+        torch.testing.assert_close(head.weight.grad, ref_wgrad, atol=1e-6, rtol=1e-5)
