@@ -66,3 +66,18 @@ def test_same_metrics_and_losses_either_way(tmp_path, capsys):
     for a, b in zip(fast, stock):  # same data, same init, four optimizer steps apart at most 1e-4
         for key in ("loss", "nll_loss", "log_odds_ratio", "rewards/chosen", "rewards/rejected"):
             assert abs(a[key] - b[key]) < 1e-4, (a["step"], key, a[key], b[key])
+
+
+def test_group_by_length_groups_pairs_by_their_real_cost(tmp_path):
+    """transformers' length-grouped sampler runs with the fast step: each row's length is the pair's
+    unique tokens, and a run trains with it."""
+    seen = []
+    out = tmp_path / "grouped"
+    run(parse(["--config", str(TINY_RECIPE), "--output_dir", str(out), "--max_steps", "3", "--logging_steps", "1",
+               "--save_strategy", "no", "--train_sampling_strategy", "group_by_length"]),
+        on_trainer=seen.append)
+    data = seen[0].train_dataset
+    from orpo_dist.orpo_step.packing import pair_tokens
+
+    assert data["length"][0] == pair_tokens(data[0]["chosen_input_ids"], data[0]["rejected_input_ids"])
+    assert len(train_logs(out)) == 3

@@ -163,10 +163,12 @@ def pack_pairs(batch: dict, pad_token_id: int, share_prefix: bool = True, pack_r
     )
 
 
+def pair_tokens(chosen: list[int], rejected: list[int]) -> int:
+    """Tokens a pair holds once its shared prefix is counted once."""
+    return len(chosen) + len(rejected) - _common_prefix(chosen, rejected)
+
+
 def unique_token_count(batch: dict) -> int:
-    """Tokens a pair holds once its shared prefix is counted once: the same count for either step,
-    so tokens per second compare like for like."""
-    total = 0
-    for (c, _), (r, _) in zip(_sequences(batch, "chosen"), _sequences(batch, "rejected")):
-        total += len(c) + len(r) - _common_prefix(c, r)
-    return total
+    """Unique tokens of a collated batch: the same count for either step, so tokens per second
+    compare like for like."""
+    return sum(pair_tokens(c, r) for (c, _), (r, _) in zip(_sequences(batch, "chosen"), _sequences(batch, "rejected")))

@@ -14,7 +14,9 @@ import torch
 from trl.experimental.orpo import ORPOTrainer
 
 from .head import target_logps
-from .packing import pack_pairs
+from .packing import pack_pairs, pair_tokens
+
+LENGTH_SAMPLERS = ("group_by_length", "batch_rebalance")
 
 
 def causal_lm(model):
@@ -42,6 +44,17 @@ class FastOrpoTrainer(ORPOTrainer):
         self.share_prefix = share_prefix
         self.pack_rows = pack_rows
         self.last_packed = None  # the last step's PackedBatch, for token counts (bench, tests)
+        self._add_length_column()
+
+    def _add_length_column(self):
+        """transformers' length-grouped samplers need a length per row; for this step it is the
+        tokens a pair really costs (shared prefix once), so similar pairs share a micro-batch."""
+        column = self.args.length_column_name
+        data = self.train_dataset
+        if self.args.train_sampling_strategy in LENGTH_SAMPLERS and data is not None \
+                and column not in data.column_names:
+            lengths = [pair_tokens(c, r) for c, r in zip(data["chosen_input_ids"], data["rejected_input_ids"])]
+            self.train_dataset = data.add_column(column, lengths)
 
     def concatenated_forward(self, model, batch):
         packed = pack_pairs(batch, self.padding_value, self.share_prefix, self.pack_rows, self.completion_only_nll)
