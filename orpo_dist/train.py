@@ -90,7 +90,8 @@ def run(recipe: Recipe, extra_callbacks=(), on_trainer=None, save_model: bool = 
 
     model = load_model(recipe.model, training)
     guard, stop = StopOnNonFiniteLoss(), StopOnRequest(out)
-    trainer_cls, step_kwargs = trainer_class(training, model, log=log)
+    trainer_cls, step_kwargs = trainer_class(training, model, log=log,
+                                             requested_attention=recipe.model.attn_implementation)
     trainer = trainer_cls(
         model=model,
         args=training,

@@ -177,3 +177,20 @@ def test_chunked_head_equals_full_logits(frozen):
     torch.testing.assert_close(hidden.grad, ref_grad, atol=1e-6, rtol=1e-5)
     if not frozen:
         torch.testing.assert_close(head.weight.grad, ref_wgrad, atol=1e-6, rtol=1e-5)
+
+
+def test_flex_block_mask_gives_the_same_forward(tiny_model_dir, demo_tokenizer, tmp_path):
+    """The GPU path's BlockMask is the same mask: FlexAttention's forward (it has no backward on
+    the CPU) gives the SDPA path's log-probs on the same packed batch."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    stock, fast = make_trainers(model, demo_tokenizer, orpo_args(tmp_path))
+    batch = collated(stock)
+    with torch.no_grad():
+        want = fast.concatenated_forward(fast.model, batch)
+        fast.model.set_attn_implementation("flex_attention")
+        got = fast.concatenated_forward(fast.model, batch)
+    assert fast.last_packed.input_ids.shape[1] % 128 == 0
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)

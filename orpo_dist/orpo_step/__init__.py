@@ -8,19 +8,26 @@ no full-vocabulary logits) and the switch that picks it or TRL's stock step.
 
 from __future__ import annotations
 
-from .select import STEPS, use_fast_step
+from .select import STEPS, attention_for_device, use_fast_step
 
 __all__ = ["STEPS", "trainer_class"]
 
 
-def trainer_class(training, model, log=print):
-    """(trainer class, extra constructor kwargs) for the recipe's `orpo_step`."""
+def trainer_class(training, model, log=print, requested_attention: str | None = None):
+    """(trainer class, extra constructor kwargs) for the recipe's `orpo_step`. On GPUs the fast
+    step switches a model left on SDPA (`requested_attention` None) to FlexAttention."""
+    import torch
+
     config = model.config
+    device_type = "cuda" if torch.cuda.is_available() and not training.use_cpu else "cpu"
     fast = use_fast_step(
         training.orpo_step, config, training.completion_only_nll,
         is_encoder_decoder=bool(getattr(config, "is_encoder_decoder", False)),
-        aux_loss=bool(getattr(config, "output_router_logits", False)), log=log,
+        aux_loss=bool(getattr(config, "output_router_logits", False)), log=log, device_type=device_type,
     )
+    if fast and (attention := attention_for_device(config, device_type, requested_attention)):
+        model.set_attn_implementation(attention)
+        log(f"fast ORPO step: attention switched to {attention} on the GPU")
     if not fast:
         from trl.experimental.orpo import ORPOTrainer
 

@@ -65,6 +65,22 @@ class PackedBatch:
         return torch.zeros(allowed.shape, dtype=dtype, device=idx.device).masked_fill(~allowed, torch.finfo(dtype).min)
 
 
+    def block_mask(self):
+        """The same mask as a FlexAttention BlockMask (GPUs: blocks with nothing to attend to
+        are skipped, so packing many pairs per row costs no dense L x L attention)."""
+        from torch.nn.attention.flex_attention import create_block_mask
+
+        pair_ids, segments = self.pair_ids, self.segments
+
+        def mask_mod(b, h, q, k):
+            same = (pair_ids[b, q] == pair_ids[b, k]) & (pair_ids[b, q] >= 0) & (q >= k)
+            blind = (segments[b, q] == SEG_REJECTED) & (segments[b, k] == SEG_CHOSEN)
+            return (same & ~blind) | (q == k)
+
+        rows, n = pair_ids.shape
+        return create_block_mask(mask_mod, rows, None, n, n, device=pair_ids.device)
+
+
 def _sequences(batch: dict, side: str) -> list[tuple[list[int], list[bool]]]:
     """(token ids, is-answer flags) of each row of TRL's padded `chosen_*` or `rejected_*` tensors."""
     ids, mask, labels = batch[f"{side}_input_ids"], batch[f"{side}_attention_mask"], batch[f"{side}_labels"]

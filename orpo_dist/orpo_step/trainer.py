@@ -57,11 +57,18 @@ class FastOrpoTrainer(ORPOTrainer):
             self.train_dataset = data.add_column(column, lengths)
 
     def concatenated_forward(self, model, batch):
-        packed = pack_pairs(batch, self.padding_value, self.share_prefix, self.pack_rows, self.completion_only_nll)
-        self.last_packed = packed
         lm = causal_lm(model)
         attn = getattr(lm.config, "_attn_implementation", "sdpa")
-        mask = packed.attention_mask(None if attn == "sdpa" else lm.get_input_embeddings().weight.dtype)
+        flex = attn == "flex_attention"
+        # FlexAttention compiles per shape: rounding rows up to its 128-token blocks keeps the
+        # number of shapes (and recompilations) small.
+        packed = pack_pairs(batch, self.padding_value, self.share_prefix, self.pack_rows, self.completion_only_nll,
+                            pad_to_multiple_of=128 if flex else 1)
+        self.last_packed = packed
+        if flex:
+            mask = packed.block_mask()
+        else:
+            mask = packed.attention_mask(None if attn == "sdpa" else lm.get_input_embeddings().weight.dtype)
 
         captured = {}
 
