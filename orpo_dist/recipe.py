@@ -132,6 +132,22 @@ class OrpoDistConfig(ORPOConfig):
             "is dropped if its prompt alone fills max_length."
         },
     )
+    orpo_step: str = field(
+        default="auto",
+        metadata={
+            "help": "ORPO step: auto (orpo-dist's fast step wherever it is exact for the model, else TRL's, "
+            "with a notice), fast (refuse models it cannot run) or stock (TRL's ORPOTrainer step).",
+            "choices": ["auto", "fast", "stock"],
+        },
+    )
+    completion_only_nll: bool = field(
+        default=False,
+        metadata={"help": "NLL term over the chosen answer only (TRL's step: prompt and answer). Fast step only."},
+    )
+    orpo_chunk_size: int = field(
+        default=1024,
+        metadata={"help": "Fast step: positions per chunk of the vocabulary projection (memory: chunk x vocab floats)."},
+    )
 
     def __post_init__(self):
         import torch

@@ -61,11 +61,13 @@ def resolve_checkpoint(recipe: Recipe) -> str | None:
     return None
 
 
-def run(recipe: Recipe, extra_callbacks=()) -> TrainResult:
+def run(recipe: Recipe, extra_callbacks=(), on_trainer=None, save_model: bool = True) -> TrainResult:
+    """on_trainer(trainer) is called once the trainer is built (the benchmark counts tokens there);
+    save_model=False skips the final save (a benchmark's throw-away run)."""
     from .callbacks import MetricsJsonl, StopOnNonFiniteLoss, StopOnRequest
     from .data import prepare_datasets
     from .model import load_model, load_tokenizer, peft_config
-    from .orpo_trainer import OrpoDistTrainer
+    from .orpo_step import trainer_class
     from .outputs import write_model_card, write_run_info
 
     training = recipe.training
@@ -82,7 +84,9 @@ def run(recipe: Recipe, extra_callbacks=()) -> TrainResult:
 
     model = load_model(recipe.model, training)
     guard, stop = StopOnNonFiniteLoss(), StopOnRequest(out)
-    trainer = OrpoDistTrainer(
+    trainer_cls, step_kwargs = trainer_class(training, model, log=log,
+                                             requested_attention=recipe.model.attn_implementation)
+    trainer = trainer_cls(
         model=model,
         args=training,
         train_dataset=data.train,
@@ -90,7 +94,10 @@ def run(recipe: Recipe, extra_callbacks=()) -> TrainResult:
         processing_class=tokenizer,
         peft_config=peft_config(model, recipe.model),
         callbacks=[MetricsJsonl(out, resume_step), guard, stop, *extra_callbacks],
+        **step_kwargs,
     )
+    if on_trainer is not None:
+        on_trainer(trainer)
     world = trainer.accelerator.num_processes
     if is_main_process():
         write_run_info(recipe, out, world, str(trainer.accelerator.device))
@@ -100,7 +107,8 @@ def run(recipe: Recipe, extra_callbacks=()) -> TrainResult:
         f"{len(data.train)} training pairs, {len(data.eval) if data.eval is not None else 0} held out; "
         f"{world} process(es) x batch {training.per_device_train_batch_size} x accumulation "
         f"{training.gradient_accumulation_steps} = global batch "
-        f"{world * training.per_device_train_batch_size * training.gradient_accumulation_steps}"
+        f"{world * training.per_device_train_batch_size * training.gradient_accumulation_steps}; "
+        f"{'fast' if step_kwargs else 'stock TRL'} ORPO step"
         + (f"; resuming from {checkpoint}" if checkpoint else "")
     )
 
@@ -118,8 +126,10 @@ def run(recipe: Recipe, extra_callbacks=()) -> TrainResult:
         trainer.accelerator.wait_for_everyone()
         log(f"stop requested: checkpoint saved at step {stop.stopped_at} in {out}; continue with --resume")
         raise StoppedForResume(stop.stopped_at)
-    trainer.save_model(str(out))
     is_adapter = recipe.model.use_peft
+    if not save_model:
+        return TrainResult(out, trainer.state.global_step, is_adapter, checkpoint)
+    trainer.save_model(str(out))
     if is_main_process():
         write_model_card(recipe, out, is_adapter)
     trainer.accelerator.wait_for_everyone()

@@ -24,6 +24,7 @@ from orpo_dist.train import run
 
 PROBE_INPUT = [[1, 42, 314, 2718, 28, 99, 7]]
 micro_batches: list[list[str]] = []
+trainer_class: list[str] = []
 
 _compute_loss = ORPOTrainer.compute_loss
 
@@ -72,6 +73,7 @@ class Probe(TrainerCallback):
             "world_size": args.world_size,
             "global_step": state.global_step,
             "micro_batches": micro_batches,
+            "trainer": trainer_class[0] if trainer_class else None,
             "checksums": checksums,
             "shards": shards,
             "logits": logits,
@@ -82,4 +84,5 @@ class Probe(TrainerCallback):
 
 if __name__ == "__main__":
     crash = os.environ.get("PROBE_CRASH_AT")
-    run(parse(sys.argv[1:]), extra_callbacks=[Probe(Path(os.environ["PROBE_DIR"]), int(crash) if crash else None)])
+    run(parse(sys.argv[1:]), extra_callbacks=[Probe(Path(os.environ["PROBE_DIR"]), int(crash) if crash else None)],
+        on_trainer=lambda trainer: trainer_class.append(type(trainer).__name__))

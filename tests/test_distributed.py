@@ -87,6 +87,7 @@ def test_ddp_ranks_stay_identical_and_split_the_global_batch(tmp_path, tiny_mode
                    "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "2")
     # global batch = 4 per device x 2 ranks x 2 accumulation = 16: one epoch of 96 pairs is 6 steps.
     assert_ranks_synchronised(ranks, steps=ROWS // 16, accumulation=2)
+    assert ranks[0]["trainer"] == ranks[1]["trainer"] == "FastOrpoTrainer"  # the default step
     seen = {h for r in ranks.values() for b in r["micro_batches"] for h in b}
     assert len(seen) == ROWS  # together they saw every pair once
     assert losses(tmp_path / "ddp")[-1] < losses(tmp_path / "ddp")[0]
@@ -126,11 +127,31 @@ def test_zero3_partitions_every_parameter(zero3_run):
     assert ranks[0]["checksums"] == ranks[1]["checksums"]
 
 
-def test_zero3_matches_one_process_with_the_same_global_batch(zero3_run, tmp_path, tiny_model_dir, pairs):
-    out, _ = zero3_run
-    single = tmp_path / "single"
-    launch("single", 1, single, tiny_model_dir, pairs, "--max_steps", "6", "--save_strategy", "no",
-           "--per_device_train_batch_size", "8")
+@pytest.fixture(scope="module")
+def stock_single_run(tmp_path_factory, tiny_model_dir, pairs):
+    """One process, TRL's stock step, global batch 8: the reference trajectory."""
+    out = tmp_path_factory.mktemp("stock-single") / "run"
+    ranks = launch("single", 1, out, tiny_model_dir, pairs, "--max_steps", "6", "--save_strategy", "no",
+                   "--per_device_train_batch_size", "8", "--orpo_step", "stock")
+    assert ranks[0]["trainer"] == "ORPOTrainer"
+    return out
+
+
+def test_ddp_fast_step_matches_one_stock_process(tmp_path, tiny_model_dir, pairs, stock_single_run):
+    out = tmp_path / "ddp-fast"
+    ranks = launch("ddp", 2, out, tiny_model_dir, pairs, "--max_steps", "6", "--save_strategy", "no",
+                   "--per_device_train_batch_size", "4")
+    assert ranks[0]["trainer"] == "FastOrpoTrainer" and ranks[0]["checksums"] == ranks[1]["checksums"]
+    # Same tolerance and reason as for ZeRO-3 below: per-rank NLL token averaging.
+    for a, b in zip(losses(out), losses(stock_single_run), strict=True):
+        assert a == pytest.approx(b, rel=0.02)
+
+
+def test_zero3_matches_one_process_with_the_same_global_batch(zero3_run, stock_single_run):
+    """ZeRO-3 over 2 processes with the fast step against 1 process with TRL's stock step."""
+    out, ranks = zero3_run
+    assert ranks[0]["trainer"] == "FastOrpoTrainer"
+    single = stock_single_run
     two, one = losses(out), losses(single)
     assert len(two) == len(one) == 6
     assert two[-1] < two[0] - 0.3  # it learns

@@ -1,0 +1,180 @@
+"""`orpo-dist bench`: TRL's stock ORPO step against orpo-dist's fast step, side by side.
+
+Both arms are ordinary training runs of the same recipe (same model, data, batch, seed and
+process layout), started once each and kept alive; the benchmark then lets them take one
+optimizer step at a time, in turn (stock first on odd steps, fast first on even ones), so that
+they never share the CPU or GPU and drift in machine load hits both alike. Warm-up steps are
+excluded. Each process reports its step times, pairs, unique tokens (a pair's shared prefix
+counted once, the same count for both arms) and its peak resident memory over the measured steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from ..errors import UserError
+from .command import STRATEGIES, Layout, build
+
+ARMS = ("stock", "fast")
+ENTRY = ("-m", "orpo_dist.orpo_step.bench_arm")
+
+EPILOG = """examples:
+  orpo-dist bench                                  # SmolLM2-135M + LoRA on the bundled demo pairs
+  orpo-dist bench --steps 3 --json bench.json --dataset_name ../shared/data/hh-rlhf-harmless-base/test.jsonl.gz \\
+      --per_device_train_batch_size 8 --max_length 1024 --use_peft false
+  orpo-dist bench --strategy zero3 --num-processes 2 --config tiny
+"""
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="orpo-dist bench", description=__doc__, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="recipe (default: the demo's, SmolLM2-135M-Instruct + LoRA on the bundled pairs)")
+    p.add_argument("--steps", type=int, default=3, help="measured optimizer steps per arm (default 3)")
+    p.add_argument("--warmup", type=int, default=1, help="steps per arm run first and not counted (default 1)")
+    p.add_argument("--strategy", default="single", choices=STRATEGIES)
+    p.add_argument("--num-processes", type=int, default=1)
+    p.add_argument("--json", help="also write the figures to this file")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds one step may take before giving up")
+    return p
+
+
+def _recipe_file(config: str | None, work: Path) -> str:
+    if config:
+        return config
+    from ..demo import DEMO_RECIPE
+
+    path = work / "demo-recipe.yaml"
+    path.write_text(yaml.safe_dump(DEMO_RECIPE))
+    return str(path)
+
+
+def _arm_command(arm: str, args, recipe: str, overrides: list[str], work: Path):
+    steps = args.warmup + args.steps
+    arm_args = [*overrides, "--orpo_step", arm, "--output_dir", str(work / arm), "--max_steps", str(steps),
+                "--logging_steps", "1", "--save_strategy", "no", "--eval_strategy", "no", "--report_to", "none",
+                "--bench_dir", str(work), "--bench_arm", arm, "--bench_warmup", str(args.warmup)]
+    port = 29500 + (17 if arm == "fast" else 0) + os.getpid() % 1000
+    return build(args.strategy, Layout(args.num_processes, main_process_port=port), recipe, arm_args, entry=ENTRY)
+
+
+def _wait(paths: list[Path], procs: dict, timeout: float) -> None:
+    deadline = time.time() + timeout
+    while not all(p.exists() for p in paths):
+        for arm, proc in procs.items():
+            if proc.poll() is not None:
+                tail = Path(proc.args_log).read_text()[-3000:]
+                raise UserError(f"the {arm} arm exited with status {proc.returncode} before its step finished; "
+                                f"the end of its log:\n{tail}")
+        if time.time() > deadline:
+            raise UserError(f"a step took longer than --timeout {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def summarise(work: Path, arm: str, warmup: int, steps: int, ranks: int) -> dict:
+    per_step = []
+    for step in range(warmup + 1, warmup + steps + 1):
+        records = [json.loads((work / f"done-{arm}-{step}-{r}.json").read_text()) for r in range(ranks)]
+        per_step.append({"seconds": max(r["seconds"] for r in records), "pairs": sum(r["pairs"] for r in records),
+                         "unique_tokens": sum(r["unique_tokens"] for r in records)})
+    seconds = sum(s["seconds"] for s in per_step)
+    peaks = [json.loads((work / f"peak-{arm}-{r}.json").read_text())["peak_gib"] for r in range(ranks)]
+    metrics = [json.loads(line) for line in (work / arm / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    losses = {m["step"]: m["loss"] for m in metrics if "loss" in m and "train_runtime" not in m}
+    return {
+        "s_per_step": seconds / steps,
+        "pairs_per_s": sum(s["pairs"] for s in per_step) / seconds,
+        "unique_tokens_per_s": sum(s["unique_tokens"] for s in per_step) / seconds,
+        "peak_gib": max(p for p in peaks if p is not None) if any(p is not None for p in peaks) else None,
+        "peak_gib_per_process": peaks,
+        "steps": per_step,
+        "losses": [losses.get(step) for step in range(1, warmup + steps + 1)],
+    }
+
+
+def compare(stock: dict, fast: dict) -> dict:
+    pairs = [(a, b) for a, b in zip(stock["losses"], fast["losses"]) if a is not None and b is not None]
+    return {
+        "speedup": fast["pairs_per_s"] / stock["pairs_per_s"],
+        "memory_ratio": (fast["peak_gib"] / stock["peak_gib"]) if stock["peak_gib"] and fast["peak_gib"] else None,
+        "max_abs_loss_diff": max(abs(a - b) for a, b in pairs) if pairs else None,
+    }
+
+
+def format_table(result: dict) -> str:
+    s, f = result["stock"], result["fast"]
+    rows = [("pairs / s", "pairs_per_s", "{:.3f}"), ("unique tokens / s", "unique_tokens_per_s", "{:.0f}"),
+            ("s / step", "s_per_step", "{:.2f}"), ("peak GiB / process", "peak_gib", "{:.2f}")]
+    lines = [f"{'':22}{'stock (TRL)':>14}{'fast':>14}{'fast/stock':>12}"]
+    for label, key, fmt in rows:
+        a, b = s[key], f[key]
+        ratio = f"{b / a:.2f}x" if a and b else "-"
+        lines.append(f"{label:22}{fmt.format(a) if a is not None else '-':>14}"
+                     f"{fmt.format(b) if b is not None else '-':>14}{ratio:>12}")
+    diff = result["max_abs_loss_diff"]
+    lines.append(f"speedup {result['speedup']:.2f}x, memory ratio "
+                 f"{result['memory_ratio']:.2f}" if result["memory_ratio"] else f"speedup {result['speedup']:.2f}x")
+    lines.append(f"max |loss difference| over all steps: {diff:.2e}" if diff is not None else "no losses logged")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    args, overrides = make_parser().parse_known_args(argv)
+    if args.steps < 1 or args.warmup < 0:
+        raise UserError("--steps must be at least 1 and --warmup at least 0")
+    if args.strategy == "single" and args.num_processes != 1:
+        raise UserError("--strategy single runs one process: pass --strategy ddp/zero2/zero3 with --num-processes")
+    from ..recipe import check_without_hardware
+
+    with tempfile.TemporaryDirectory(prefix="orpo-bench-") as tmp:
+        work = Path(tmp)
+        recipe = _recipe_file(args.config, work)
+        check_without_hardware(recipe, overrides)
+        procs = {}
+        for arm in ARMS:
+            command = _arm_command(arm, args, recipe, overrides, work)
+            log = open(work / f"{arm}.log", "w")
+            procs[arm] = subprocess.Popen(command.argv, env={**os.environ, **command.env}, stdout=log,
+                                          stderr=subprocess.STDOUT)
+            procs[arm].args_log = str(work / f"{arm}.log")
+        print(f"orpo-dist bench: stock and fast arms started ({args.strategy} x {args.num_processes}); "
+              f"{args.warmup} warm-up + {args.steps} measured step(s) each, in turn", flush=True)
+        try:
+            for step in range(1, args.warmup + args.steps + 1):
+                for arm in (ARMS if step % 2 else ARMS[::-1]):
+                    (work / f"go-{arm}-{step}").touch()
+                    _wait([work / f"done-{arm}-{step}-{r}.json" for r in range(args.num_processes)], procs,
+                          args.timeout)
+                    seconds = json.loads((work / f"done-{arm}-{step}-0.json").read_text())["seconds"]
+                    tag = "warm-up" if step <= args.warmup else "step"
+                    print(f"  {tag} {step}: {arm:5} {seconds:8.2f} s", flush=True)
+            for arm, proc in procs.items():
+                if proc.wait(timeout=600) != 0:
+                    raise UserError(f"the {arm} arm exited with status {proc.returncode}; "
+                                    f"its log:\n{(work / f'{arm}.log').read_text()[-3000:]}")
+        except BaseException:
+            for proc in procs.values():
+                proc.kill()
+            raise
+        result = {arm: summarise(work, arm, args.warmup, args.steps, args.num_processes) for arm in ARMS}
+    result.update(compare(result["stock"], result["fast"]))
+    result["setup"] = {"config": args.config or "demo", "overrides": overrides, "strategy": args.strategy,
+                       "num_processes": args.num_processes, "steps": args.steps, "warmup": args.warmup}
+    print(format_table(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

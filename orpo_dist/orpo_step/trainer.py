@@ -1,0 +1,97 @@
+"""The fast ORPO step: orpo-dist's ORPOTrainer (TRL's, plus max_prompt_length) with its forward
+replaced, everything else unchanged.
+
+Only `concatenated_forward` differs. It returns what TRL's returns (per-pair mean log-probs of
+chosen and rejected, the chosen NLL, and the mean logits), so TRL's loss, metrics, logging,
+evaluation, checkpointing and distributed code run exactly as in the stock step, and
+metrics.jsonl has the same keys with the same meaning. One difference in a logged figure:
+logits/chosen and logits/rejected average over real positions only; the stock step's average also
+covers padding positions, so it moves with how much padding a batch had.
+"""
+
+from __future__ import annotations
+
+import torch
+from ..orpo_trainer import OrpoDistTrainer
+from .head import target_logps
+from .packing import pack_pairs, pair_tokens
+
+LENGTH_SAMPLERS = ("group_by_length", "batch_rebalance")
+
+
+def causal_lm(model):
+    """The transformers CausalLM inside whatever wraps it (DDP, DeepSpeed, PEFT)."""
+    inner = getattr(model, "module", model)  # DDP / DeepSpeed engine
+    if hasattr(inner, "get_base_model"):  # PEFT
+        inner = inner.get_base_model()
+    return inner
+
+
+def _per_pair_mean(values: torch.Tensor, pairs: torch.Tensor, keep: torch.Tensor, num_pairs: int) -> torch.Tensor:
+    sums = values.new_zeros(num_pairs).index_add(0, pairs[keep], values[keep])
+    counts = values.new_zeros(num_pairs).index_add(0, pairs[keep], torch.ones_like(values[keep]))
+    return sums / counts
+
+
+class FastOrpoTrainer(OrpoDistTrainer):
+    """ORPO with shared-prompt rows and a chunked vocabulary projection (see orpo_step/)."""
+
+    def __init__(self, *args, chunk_size: int = 1024, completion_only_nll: bool = False,
+                 share_prefix: bool = True, pack_rows: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.chunk_size = chunk_size
+        self.completion_only_nll = completion_only_nll
+        self.share_prefix = share_prefix
+        self.pack_rows = pack_rows
+        self.last_packed = None  # the last step's PackedBatch, for token counts (bench, tests)
+        self._add_length_column()
+
+    def _add_length_column(self):
+        """transformers' length-grouped samplers need a length per row; for this step it is the
+        tokens a pair really costs (shared prefix once), so similar pairs share a micro-batch."""
+        column = self.args.length_column_name
+        data = self.train_dataset
+        if self.args.train_sampling_strategy in LENGTH_SAMPLERS and data is not None \
+                and column not in data.column_names:
+            lengths = [pair_tokens(c, r) for c, r in zip(data["chosen_input_ids"], data["rejected_input_ids"])]
+            self.train_dataset = data.add_column(column, lengths)
+
+    def concatenated_forward(self, model, batch):
+        lm = causal_lm(model)
+        attn = getattr(lm.config, "_attn_implementation", "sdpa")
+        flex = attn == "flex_attention"
+        # FlexAttention compiles per shape: rounding rows up to its 128-token blocks keeps the
+        # number of shapes (and recompilations) small.
+        packed = pack_pairs(batch, self.padding_value, self.share_prefix, self.pack_rows, self.completion_only_nll,
+                            pad_to_multiple_of=128 if flex else 1)
+        self.last_packed = packed
+        if flex:
+            mask = packed.block_mask()
+        else:
+            mask = packed.attention_mask(None if attn == "sdpa" else lm.get_input_embeddings().weight.dtype)
+
+        captured = {}
+
+        def keep_hidden(_module, _inputs, output):
+            captured["hidden"] = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
+
+        # Call the outermost module (DDP and DeepSpeed sync gradients only through their own
+        # forward), take the final hidden states from the decoder, and let the CausalLM project
+        # just one position per row (logits_to_keep=1); the head runs below on the targets only.
+        hook = lm.get_decoder().register_forward_hook(keep_hidden)
+        try:
+            model(input_ids=packed.input_ids, attention_mask=mask, position_ids=packed.position_ids,
+                  use_cache=False, logits_to_keep=1)
+        finally:
+            hook.remove()
+        hidden = captured["hidden"]
+        hidden = hidden.reshape(-1, hidden.shape[-1])[packed.target_positions]
+        logps, mean_logits = target_logps(lm.get_output_embeddings(), hidden, packed.target_tokens, self.chunk_size)
+
+        nll = -logps[packed.in_nll].sum() / packed.in_nll.sum()
+        n, pairs = packed.num_pairs, packed.target_pairs
+        chosen_logps = _per_pair_mean(logps, pairs, packed.in_chosen, n)
+        rejected_logps = _per_pair_mean(logps, pairs, packed.in_rejected, n)
+        chosen_logits = mean_logits[packed.in_chosen_seq].mean()
+        rejected_logits = mean_logits[packed.in_rejected_seq].mean()
+        return chosen_logps, rejected_logps, chosen_logits, rejected_logits, nll

@@ -1,0 +1,33 @@
+"""`orpo-dist bench` end to end on the tiny recipe: both arms run, take turns, and report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from .helpers import TINY_RECIPE, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_bench_reports_both_arms(tmp_path):
+    out = tmp_path / "bench.json"
+    result = run_cli("bench", "--config", TINY_RECIPE, "--steps", "2", "--warmup", "1", "--json", out)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    for arm in ("stock", "fast"):
+        assert {"pairs_per_s", "s_per_step", "peak_gib", "unique_tokens_per_s"} <= set(figures[arm])
+        assert figures[arm]["pairs_per_s"] > 0 and figures[arm]["peak_gib"] > 0
+        assert [s["pairs"] for s in figures[arm]["steps"]] == [4, 4]  # the recipe's batch, per measured step
+    # the same pairs are counted the same way for both arms
+    assert [s["unique_tokens"] for s in figures["stock"]["steps"]] == [s["unique_tokens"] for s in figures["fast"]["steps"]]
+    assert figures["max_abs_loss_diff"] < 1e-5
+    assert figures["speedup"] == pytest.approx(figures["fast"]["pairs_per_s"] / figures["stock"]["pairs_per_s"])
+    assert "stock (TRL)" in result.stdout and "speedup" in result.stdout
+
+
+def test_bench_refuses_a_bad_layout():
+    result = run_cli("bench", "--strategy", "single", "--num-processes", "2")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--strategy single runs one process" in result.stderr
