@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from orpo_step_cases import PAIRS, assert_same_step, collated, make_trainers, orpo_args
+from .orpo_step_cases import PAIRS, assert_same_step, collated, make_trainers, orpo_args
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 from ..errors import UserError
 from .command import STRATEGIES, Layout, build
 
@@ -38,7 +36,8 @@ EPILOG = """examples:
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="orpo-dist bench", description=__doc__, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="recipe (default: the demo's, SmolLM2-135M-Instruct + LoRA on the bundled pairs)")
+    p.add_argument("--config", help="recipe file or bundled name (default: smollm2-demo, SmolLM2-135M-Instruct + LoRA "
+                   "on the bundled pairs)")
     p.add_argument("--steps", type=int, default=3, help="measured optimizer steps per arm (default 3)")
     p.add_argument("--warmup", type=int, default=1, help="steps per arm run first and not counted (default 1)")
     p.add_argument("--strategy", default="single", choices=STRATEGIES)
@@ -48,14 +47,7 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _recipe_file(config: str | None, work: Path) -> str:
-    if config:
-        return config
-    from ..demo import DEMO_RECIPE
-
-    path = work / "demo-recipe.yaml"
-    path.write_text(yaml.safe_dump(DEMO_RECIPE))
-    return str(path)
+DEFAULT_RECIPE = "smollm2-demo"  # the bundled recipe `orpo-dist demo` runs
 
 
 def _arm_command(arm: str, args, recipe: str, overrides: list[str], work: Path):
@@ -137,7 +129,7 @@ def main(argv: list[str]) -> int:
 
     with tempfile.TemporaryDirectory(prefix="orpo-bench-") as tmp:
         work = Path(tmp)
-        recipe = _recipe_file(args.config, work)
+        recipe = args.config or DEFAULT_RECIPE
         check_without_hardware(recipe, overrides)
         procs = {}
         for arm in ARMS:
