@@ -45,6 +45,8 @@ def export_run(run_dir: str | Path, merge: bool = False, gguf_type: str | None =
     source = inspect_run(run_dir)
     out = ensure_writable(Path(out) if out else source.run_dir / "export")
     name = name or source.name
+    if "/" in name or name.startswith("."):
+        raise UserError(f"--name {name!r} must be a plain file name (no '/', not starting with '.')")
     if gguf_type is not None:  # refuse before the (possibly long) merge, not after it
         gguf_arch(model_config(source))
     tokenizer = load_tokenizer(source)
