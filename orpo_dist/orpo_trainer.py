@@ -6,6 +6,9 @@ and the tutorials users follow set max_prompt_length; with it, a row that does n
 prompt's last tokens and trains (the rule: orpo_dist/data/truncation.py, which the data layer's
 length checks use as well). Without it, every row is tokenized exactly as TRL's own trainer does.
 
+It also gives transformers' length-grouped samplers (`train_sampling_strategy: group_by_length`
+or `batch_rebalance`) the per-row length they need and ORPO rows lack: a pair's unique tokens.
+
 The training step itself is TRL's; faster steps subclass this class.
 """
 
@@ -19,6 +22,9 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 from trl.experimental.orpo import ORPOTrainer  # noqa: E402
 
 from .data.truncation import truncate_row  # noqa: E402
+from .orpo_step.packing import pair_tokens  # noqa: E402
+
+LENGTH_SAMPLERS = ("group_by_length", "batch_rebalance")
 
 
 class OrpoDistTrainer(ORPOTrainer):
@@ -26,6 +32,16 @@ class OrpoDistTrainer(ORPOTrainer):
         # ORPOTrainer tokenizes the datasets inside its __init__, before Trainer sets self.args.
         self.max_prompt_length = getattr(args, "max_prompt_length", None)
         super().__init__(model, args, *more, **kwargs)
+        self._add_length_column()
+
+    def _add_length_column(self):
+        """Each pair's cost with its shared prefix counted once, so that similar pairs share a
+        micro-batch and little padding is left (without it the samplers stop: no input_ids key)."""
+        column, data = self.args.length_column_name, self.train_dataset
+        if self.args.train_sampling_strategy in LENGTH_SAMPLERS and data is not None \
+                and column not in data.column_names:
+            lengths = [pair_tokens(c, r) for c, r in zip(data["chosen_input_ids"], data["rejected_input_ids"])]
+            self.train_dataset = data.add_column(column, lengths)
 
     def tokenize_row(self, feature, model=None) -> dict:
         if self.max_prompt_length is None or self.is_encoder_decoder:

@@ -68,16 +68,23 @@ def test_same_metrics_and_losses_either_way(tmp_path, capsys):
             assert abs(a[key] - b[key]) < 1e-4, (a["step"], key, a[key], b[key])
 
 
-def test_group_by_length_groups_pairs_by_their_real_cost(tmp_path):
-    """transformers' length-grouped sampler runs with the fast step: each row's length is the pair's
-    unique tokens, and a run trains with it."""
+@pytest.mark.parametrize("step", ["fast", "stock"])
+def test_group_by_length_groups_pairs_by_their_real_cost(tmp_path, step):
+    """transformers' length-grouped sampler runs with either step: each row's length is the pair's
+    unique tokens, the sampler reads them, and a run trains with it."""
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from orpo_dist.orpo_step.packing import pair_tokens
+
     seen = []
     out = tmp_path / "grouped"
     run(parse(["--config", str(TINY_RECIPE), "--output_dir", str(out), "--max_steps", "3", "--logging_steps", "1",
-               "--save_strategy", "no", "--train_sampling_strategy", "group_by_length"]),
+               "--save_strategy", "no", "--train_sampling_strategy", "group_by_length", "--orpo_step", step]),
         on_trainer=seen.append)
-    data = seen[0].train_dataset
-    from orpo_dist.orpo_step.packing import pair_tokens
-
-    assert data["length"][0] == pair_tokens(data[0]["chosen_input_ids"], data[0]["rejected_input_ids"])
+    trainer = seen[0]
+    data = trainer.train_dataset
+    want = [pair_tokens(c, r) for c, r in zip(data["chosen_input_ids"], data["rejected_input_ids"])]
+    assert data["length"] == want and len(set(want)) > 1
+    sampler = trainer._get_train_sampler()
+    assert isinstance(sampler, LengthGroupedSampler) and list(sampler.lengths) == want
     assert len(train_logs(out)) == 3

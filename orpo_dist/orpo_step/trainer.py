@@ -14,17 +14,13 @@ from __future__ import annotations
 import torch
 from ..orpo_trainer import OrpoDistTrainer
 from .head import target_logps
-from .packing import pack_pairs, pair_tokens
-
-LENGTH_SAMPLERS = ("group_by_length", "batch_rebalance")
+from .packing import pack_pairs
 
 
-def causal_lm(model):
-    """The transformers CausalLM inside whatever wraps it (DDP, DeepSpeed, PEFT)."""
-    inner = getattr(model, "module", model)  # DDP / DeepSpeed engine
-    if hasattr(inner, "get_base_model"):  # PEFT
-        inner = inner.get_base_model()
-    return inner
+def causal_lm(accelerator, model):
+    """The transformers CausalLM inside whatever wraps it (DDP, DeepSpeed, torch.compile, PEFT)."""
+    inner = accelerator.unwrap_model(model)
+    return inner.get_base_model() if hasattr(inner, "get_base_model") else inner
 
 
 def _per_pair_mean(values: torch.Tensor, pairs: torch.Tensor, keep: torch.Tensor, num_pairs: int) -> torch.Tensor:
@@ -44,20 +40,9 @@ class FastOrpoTrainer(OrpoDistTrainer):
         self.share_prefix = share_prefix
         self.pack_rows = pack_rows
         self.last_packed = None  # the last step's PackedBatch, for token counts (bench, tests)
-        self._add_length_column()
-
-    def _add_length_column(self):
-        """transformers' length-grouped samplers need a length per row; for this step it is the
-        tokens a pair really costs (shared prefix once), so similar pairs share a micro-batch."""
-        column = self.args.length_column_name
-        data = self.train_dataset
-        if self.args.train_sampling_strategy in LENGTH_SAMPLERS and data is not None \
-                and column not in data.column_names:
-            lengths = [pair_tokens(c, r) for c, r in zip(data["chosen_input_ids"], data["rejected_input_ids"])]
-            self.train_dataset = data.add_column(column, lengths)
 
     def concatenated_forward(self, model, batch):
-        lm = causal_lm(model)
+        lm = causal_lm(self.accelerator, model)
         attn = getattr(lm.config, "_attn_implementation", "sdpa")
         flex = attn == "flex_attention"
         # FlexAttention compiles per shape: rounding rows up to its 128-token blocks keeps the
