@@ -59,12 +59,12 @@ def _arm_command(arm: str, args, recipe: str, overrides: list[str], work: Path):
     return build(args.strategy, Layout(args.num_processes, main_process_port=port), recipe, arm_args, entry=ENTRY)
 
 
-def _wait(paths: list[Path], procs: dict, timeout: float) -> None:
+def _wait(paths: list[Path], procs: dict, work: Path, timeout: float) -> None:
     deadline = time.time() + timeout
     while not all(p.exists() for p in paths):
         for arm, proc in procs.items():
             if proc.poll() is not None:
-                tail = Path(proc.args_log).read_text()[-3000:]
+                tail = (work / f"{arm}.log").read_text()[-3000:]
                 raise UserError(f"the {arm} arm exited with status {proc.returncode} before its step finished; "
                                 f"the end of its log:\n{tail}")
         if time.time() > deadline:
@@ -80,13 +80,14 @@ def summarise(work: Path, arm: str, warmup: int, steps: int, ranks: int) -> dict
                          "unique_tokens": sum(r["unique_tokens"] for r in records)})
     seconds = sum(s["seconds"] for s in per_step)
     peaks = [json.loads((work / f"peak-{arm}-{r}.json").read_text())["peak_gib"] for r in range(ranks)]
+    known = [p for p in peaks if p is not None]  # None where /proc has no VmHWM (not Linux)
     metrics = [json.loads(line) for line in (work / arm / "metrics.jsonl").read_text().splitlines() if line.strip()]
     losses = {m["step"]: m["loss"] for m in metrics if "loss" in m and "train_runtime" not in m}
     return {
         "s_per_step": seconds / steps,
         "pairs_per_s": sum(s["pairs"] for s in per_step) / seconds,
         "unique_tokens_per_s": sum(s["unique_tokens"] for s in per_step) / seconds,
-        "peak_gib": max(p for p in peaks if p is not None) if any(p is not None for p in peaks) else None,
+        "peak_gib": max(known) if known else None,
         "peak_gib_per_process": peaks,
         "steps": per_step,
         "losses": [losses.get(step) for step in range(1, warmup + steps + 1)],
@@ -134,10 +135,9 @@ def main(argv: list[str]) -> int:
         procs = {}
         for arm in ARMS:
             command = _arm_command(arm, args, recipe, overrides, work)
-            log = open(work / f"{arm}.log", "w")
-            procs[arm] = subprocess.Popen(command.argv, env={**os.environ, **command.env}, stdout=log,
-                                          stderr=subprocess.STDOUT)
-            procs[arm].args_log = str(work / f"{arm}.log")
+            with open(work / f"{arm}.log", "w") as log:  # the child keeps its own handle
+                procs[arm] = subprocess.Popen(command.argv, env={**os.environ, **command.env}, stdout=log,
+                                              stderr=subprocess.STDOUT)
         print(f"orpo-dist bench: stock and fast arms started ({args.strategy} x {args.num_processes}); "
               f"{args.warmup} warm-up + {args.steps} measured step(s) each, in turn", flush=True)
         try:
@@ -145,7 +145,7 @@ def main(argv: list[str]) -> int:
                 for arm in (ARMS if step % 2 else ARMS[::-1]):
                     (work / f"go-{arm}-{step}").touch()
                     _wait([work / f"done-{arm}-{step}-{r}.json" for r in range(args.num_processes)], procs,
-                          args.timeout)
+                          work, args.timeout)
                     seconds = json.loads((work / f"done-{arm}-{step}-0.json").read_text())["seconds"]
                     tag = "warm-up" if step <= args.warmup else "step"
                     print(f"  {tag} {step}: {arm:5} {seconds:8.2f} s", flush=True)

@@ -92,7 +92,7 @@ def target_logps(head: torch.nn.Module, hidden: torch.Tensor, tokens: torch.Tens
     one (full fine-tuning, LoRA on the head) through checkpointed calls of the module itself."""
     if chunk_size and _is_frozen_linear(head) and hidden.requires_grad:
         return _FrozenHeadLogps.apply(hidden, tokens, head, chunk_size)
-    if not chunk_size or hidden.shape[0] <= chunk_size and not torch.is_grad_enabled():
+    if not chunk_size or (hidden.shape[0] <= chunk_size and not torch.is_grad_enabled()):
         return _chunk_logps(head, hidden, tokens)
     logps, means = [], []
     for start in range(0, hidden.shape[0], chunk_size):
