@@ -59,11 +59,12 @@ def _arm_command(arm: str, args, recipe: str, overrides: list[str], work: Path):
     return build(args.strategy, Layout(args.num_processes, main_process_port=port), recipe, arm_args, entry=ENTRY)
 
 
-def _wait(paths: list[Path], procs: dict, work: Path, timeout: float) -> None:
+def _wait(paths: list[Path], arm_waited: str, procs: dict, work: Path, timeout: float) -> None:
     deadline = time.time() + timeout
     while not all(p.exists() for p in paths):
         for arm, proc in procs.items():
-            if proc.poll() is not None:
+            # The other arm may have finished its last step and exited cleanly meanwhile.
+            if proc.poll() is not None and (arm == arm_waited or proc.returncode != 0):
                 tail = (work / f"{arm}.log").read_text()[-3000:]
                 raise UserError(f"the {arm} arm exited with status {proc.returncode} before its step finished; "
                                 f"the end of its log:\n{tail}")
@@ -144,7 +145,7 @@ def main(argv: list[str]) -> int:
             for step in range(1, args.warmup + args.steps + 1):
                 for arm in (ARMS if step % 2 else ARMS[::-1]):
                     (work / f"go-{arm}-{step}").touch()
-                    _wait([work / f"done-{arm}-{step}-{r}.json" for r in range(args.num_processes)], procs,
+                    _wait([work / f"done-{arm}-{step}-{r}.json" for r in range(args.num_processes)], arm, procs,
                           work, args.timeout)
                     seconds = json.loads((work / f"done-{arm}-{step}-0.json").read_text())["seconds"]
                     tag = "warm-up" if step <= args.warmup else "step"
