@@ -16,6 +16,16 @@ ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "qu
 
 METHODS = ("full", "lora", "qlora")
 
+# CausalLMs whose forward is exactly `logits = lm_head(model(...).last_hidden_state)`: where the fast
+# ORPO step (orpo_dist/orpo_step/) is exact, and what the planner plans it for.
+FAST_STEP_ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3")
+
+
+def plans_fast_step(orpo_step: Any, model_type: str | None) -> bool:
+    """Will a run with this `orpo_step` field take the fast step for this architecture? (The
+    other fallbacks, soft-capping and the like, are rare on these architectures.)"""
+    return str(orpo_step or "auto") != "stock" and model_type in FAST_STEP_ARCHITECTURES
+
 
 def training_method(use_peft: Any, load_in_4bit: Any = False, load_in_8bit: Any = False) -> str:
     """full, lora or qlora, from a recipe's use_peft / load_in_4bit / load_in_8bit."""

@@ -180,7 +180,8 @@ def test_seed_tutorial_llama3_8b_qlora_fits_16gb_at_about_10gb():
     """The seed tutorial: Llama-3-8B QLoRA, batch 1, max_length 1024, r=16 on q,k,v,o, gradient
     checkpointing, paged_adamw_8bit: fits a 16 GB GPU and needs about 10 GB."""
     values = _recipe(REPO / "orpo_dist/recipes/llama3-8b-qlora.yaml") | {"per_device_train_batch_size": 1,
-                                                                      "gradient_accumulation_steps": 1}
+                                                                      "gradient_accumulation_steps": 1,
+                                                                      "orpo_step": "stock"}  # TRL's, as measured
     plan, rec = plan_recipe(values, Hardware(gpus_per_node=1, gpu_mem_gib=16))
     assert plan.method == "qlora" and plan.lora_targets == QKVO and plan.workload.optim == "paged_adamw_8bit"
     single = plan.strategy("single")
@@ -267,6 +268,22 @@ def test_logits_are_twice_the_batch_times_length_times_vocab():
     assert plan.strategy("single").gpu["logits"] == 2 * 3 * 2048 * 128256 * 2  # bf16 on GPUs
     cpu = estimate(shape, "lora", Hardware(device="cpu"), Workload(max_length=2048, micro_batch=3))
     assert cpu.strategy("single").gpu["logits"] == 2 * 3 * 2048 * 128256 * 4  # fp32 on CPU
+
+
+def test_fast_step_plans_one_logits_chunk_and_a_larger_micro_batch():
+    """The fast step (default for llama-family recipes) holds one chunk x vocab of fp32 logits, not
+    2 x B x L x vocab, so more pairs fit per device; `stock` plans TRL's step."""
+    values = _recipe(REPO / "orpo_dist/recipes/llama3-8b-qlora.yaml")
+    assert inputs_from_recipe(values).workload.fast_step
+    assert not inputs_from_recipe(values | {"orpo_step": "stock"}).workload.fast_step
+    assert not inputs_from_recipe({"model_name_or_path": "mistralai/Mixtral-8x7B-v0.1"}).workload.fast_step
+    hw = Hardware(gpus_per_node=1, gpu_mem_gib=24)
+    fast, rec_fast = plan_recipe(values, hw)
+    stock, rec_stock = plan_recipe(values | {"orpo_step": "stock"}, hw)
+    assert fast.strategy("single").gpu["logits"] == 1024 * 128256 * 4
+    assert stock.strategy("single").gpu["logits"] == 2 * 2 * 1024 * 128256 * 2
+    assert rec_fast.max_micro_batch > rec_stock.max_micro_batch
+    assert "fast ORPO step" in format_plan(fast) and "stock ORPO step" in format_plan(stock)
 
 
 def test_memory_grows_with_batch_length_and_shrinks_with_checkpointing_and_gpus():

@@ -13,10 +13,9 @@ mask as given (sdpa, eager).
 from __future__ import annotations
 
 from ..errors import UserError
+from ..model_rules import FAST_STEP_ARCHITECTURES as EXACT_ARCHITECTURES
 
 STEPS = ("auto", "fast", "stock")
-# CausalLMs whose forward is exactly `logits = lm_head(model(...).last_hidden_state)`.
-EXACT_ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3")
 MASK_ATTENTION = ("sdpa", "eager", "flex_attention")
 # Config fields that change logits after the head on some architectures.
 LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")

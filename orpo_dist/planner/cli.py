@@ -62,6 +62,9 @@ def make_parser() -> argparse.ArgumentParser:
     wl.add_argument("--double-quant", type=_on_off, metavar="on|off", help="QLoRA double quantisation (default on)")
     wl.add_argument("--dtype", choices=["bfloat16", "float16", "float32"],
                     help="weights dtype (default bfloat16 on GPUs, float32 with --device cpu)")
+    wl.add_argument("--orpo-step", choices=["auto", "fast", "stock"],
+                    help="ORPO step to plan for (default: the recipe's, else auto: the fast step, no full logits, "
+                    "for llama/mistral/qwen2/qwen3)")
     wl.add_argument("--model-config-overrides", metavar="JSON",
                     help='change config fields before counting, e.g. \'{"num_hidden_layers": 2}\'')
     p.add_argument("--margin", type=float, default=0.10, help="share of GPU memory kept free (default 0.10)")
@@ -93,7 +96,7 @@ def recipe_from_args(args) -> dict:
         "max_length": args.max_length, "per_device_train_batch_size": args.batch,
         "gradient_accumulation_steps": args.grad_accum, "gradient_checkpointing": args.gradient_checkpointing,
         "lora_r": args.lora_r, "lora_dropout": args.lora_dropout, "optim": args.optim,
-        "use_bnb_nested_quant": args.double_quant, "dtype": args.dtype,
+        "use_bnb_nested_quant": args.double_quant, "dtype": args.dtype, "orpo_step": args.orpo_step,
     }
     values.update({k: v for k, v in flags.items() if v is not None})
     if args.lora_targets:

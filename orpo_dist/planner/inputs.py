@@ -11,7 +11,7 @@ import json
 from typing import Any, NamedTuple
 
 from ..errors import UserError
-from ..model_rules import training_method
+from ..model_rules import plans_fast_step, training_method
 from .memory import Plan, estimate
 from .spec import Assumptions, Hardware, Workload
 from .recommend import Recommendation, recommend
@@ -77,6 +77,7 @@ def workload_from_recipe(values: dict[str, Any]) -> Workload:
         double_quant=_bool(values, "use_bnb_nested_quant"),
         quant_bits=8 if values.get("load_in_8bit") else 4,
         dtype=dtype,
+        orpo_chunk_size=_int(values, "orpo_chunk_size"),
     ).validate()
 
 
@@ -100,7 +101,9 @@ def inputs_from_recipe(values: dict[str, Any]) -> PlanInputs:
     if not name:
         raise UserError("the recipe has no model_name_or_path (a hub name, a local folder, or smollm2-135m-instruct)")
     shape = resolve_shape(str(name), config_overrides(values))
-    return PlanInputs(shape, method_of(values), workload_from_recipe(values))
+    workload = workload_from_recipe(values).replace(
+        fast_step=plans_fast_step(_get(values, "orpo_step"), shape.model_type))
+    return PlanInputs(shape, method_of(values), workload)
 
 
 def plan_recipe(values: dict[str, Any], hardware: Hardware,

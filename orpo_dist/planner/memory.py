@@ -30,7 +30,7 @@ COMPONENTS = (
     ("optimizer_states", "optimizer states (incl. fp32 master weights under DeepSpeed)"),
     ("gathered_layer", "ZeRO-3: the largest layer gathered whole (weights + grads)"),
     ("activations", "activations saved for backward (2 x micro-batch sequences)"),
-    ("logits", "logits: 2 x B x L x vocab in the compute dtype"),
+    ("logits", "logits: 2 x B x L x vocab (stock step), one chunk x vocab in fp32 (fast step)"),
     ("loss_buffers", "log-softmax copies and logit gradients at the loss's peak"),
     ("comm_buffers", "DDP gradient buckets / DeepSpeed bucket buffers"),
     ("overhead", "CUDA context and workspaces (CPU: process baseline)"),
@@ -168,11 +168,20 @@ def estimate(shape: ModelShape, method: str, hardware: Hardware, workload: Workl
         shape, method, hardware, workload, a, w, trainable,
         frozen=frozen_bytes(shape, method, w, workload, a),
         adapter_bytes=a.lora_adapter_bytes if method != "full" else w,  # trainable params' own dtype
-        logits_tensor=2 * workload.micro_batch * workload.max_length * shape.vocab_size * w,
-        logits_factor=a.logits_peak_fp32 if w == 4 else a.logits_peak_16bit,
+        logits_tensor=_logits_bytes(shape, workload, w),
+        logits_factor=a.logits_peak_fp32 if (w == 4 or workload.fast_step) else a.logits_peak_16bit,
     )
     estimates = [_strategy(s, case, acts_zero3 if s.startswith("zero3") else acts) for s in STRATEGIES]
     return Plan(shape, method, hardware, workload, a, trainable, targets, w, estimates, detail)
+
+
+def _logits_bytes(shape: ModelShape, workload: Workload, w: int) -> int:
+    """One logits tensor: the stock step's 2 x B x L x vocab in the compute dtype; the fast step's
+    one chunk of orpo_chunk_size positions x vocab, in fp32 (it upcasts each chunk)."""
+    positions = 2 * workload.micro_batch * workload.max_length
+    if workload.fast_step:
+        return min(workload.orpo_chunk_size, positions) * shape.vocab_size * 4
+    return positions * shape.vocab_size * w
 
 
 def frozen_bytes(shape: ModelShape, method: str, w: int, workload: Workload, a: Assumptions) -> float:

@@ -39,7 +39,9 @@ def describe(plan: Plan) -> list[str]:
         f"workload  micro-batch {wl.micro_batch} pair{'s' if wl.micro_batch > 1 else ''} = "
         f"{2 * wl.micro_batch} sequences (chosen + rejected) x {wl.max_length} tokens; gradient accumulation "
         f"{wl.grad_accum}; global batch {plan.global_batch}; gradient checkpointing "
-        f"{'on' if wl.gradient_checkpointing else 'off'}; {wl.optim}",
+        f"{'on' if wl.gradient_checkpointing else 'off'}; {wl.optim}; "
+        + (f"fast ORPO step (head in chunks of {wl.orpo_chunk_size} positions)" if wl.fast_step
+           else "stock ORPO step (full logits)"),
     ]
 
 

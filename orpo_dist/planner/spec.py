@@ -75,6 +75,8 @@ class Workload:
     quant_bits: int = 4  # QLoRA base: 4 (nf4/fp4) or 8 (load_in_8bit)
     dtype: str | None = None  # weights dtype; None = bfloat16 on GPUs, float32 on CPU (as orpo-dist loads)
     global_batch: int | None = None  # pairs per optimizer step; None = micro_batch x grad_accum x world
+    fast_step: bool = False  # orpo-dist's fast ORPO step: the head runs in chunks, no full logits
+    orpo_chunk_size: int = 1024  # fast step: positions per head chunk
 
     def replace(self, **changes) -> "Workload":
         return dataclasses.replace(self, **changes)
