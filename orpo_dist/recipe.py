@@ -116,6 +116,34 @@ class ModelArguments(ModelConfig):
             self.lora_target_modules = "all-linear"
 
 
+REPORT_TO_AUTO = "auto"
+
+
+def resolve_report_to(report_to):
+    """The Trainer's report_to with `auto` resolved, refusing loggers that are not installed here
+    (the Trainer would raise deep inside its callbacks, after the model has loaded)."""
+    from transformers.integrations import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
+
+    available = get_available_reporting_integrations()
+    if report_to in (None, REPORT_TO_AUTO, [REPORT_TO_AUTO]):
+        return ["tensorboard"] if "tensorboard" in available else "none"
+    names = [report_to] if isinstance(report_to, str) else list(report_to)
+    if names in (["none"], ["all"]):
+        return report_to
+    unknown = [n for n in names if n not in INTEGRATION_TO_CALLBACK]
+    if unknown:
+        raise UserError(f"report_to: {', '.join(map(repr, unknown))} is not a logger the Trainer knows; "
+                        f"choose from {', '.join(INTEGRATION_TO_CALLBACK)}, or none")
+    missing = [n for n in names if n not in available]
+    if missing:
+        raise UserError(f"report_to: {', '.join(missing)} requested but not installed here; "
+                        f"`pip install {' '.join(PIP_NAMES.get(n, n) for n in missing)}`, or drop it from report_to")
+    return names
+
+
+PIP_NAMES = {"comet_ml": "comet-ml", "azure_ml": "azureml-core"}
+
+
 @dataclass
 class OrpoDistConfig(ORPOConfig):
     """ORPOConfig whose precision and device follow the hardware unless the recipe says otherwise."""
@@ -149,10 +177,17 @@ class OrpoDistConfig(ORPOConfig):
         metadata={"help": "Fast step: positions per chunk of the vocabulary projection (memory: chunk x vocab floats)."},
     )
 
+    report_to: None | str | list[str] = field(
+        default=REPORT_TO_AUTO,
+        metadata={"help": "Loggers, as the Trainer's report_to (tensorboard, wandb, mlflow, ... or none). "
+                  f"{REPORT_TO_AUTO}: tensorboard when it is installed, else none."},
+    )
+
     def __post_init__(self):
         import torch
 
         check_prompt_length(self.max_prompt_length, self.max_length)
+        self.report_to = resolve_report_to(self.report_to)
 
         has_cuda = torch.cuda.is_available()
         if os.environ.get("ORPO_DIST_AUTO_DEVICE", "1") == "0":
@@ -365,4 +400,5 @@ def check_without_hardware(recipe: str, overrides: list[str]) -> dict[str, Any]:
         raise UserError(f"unknown override(s) {' '.join(unknown)} (see `orpo-dist train --help`)")
     values = vars(namespace)
     check_prompt_length(values.get("max_prompt_length"), values.get("max_length"))
+    resolve_report_to(values.get("report_to"))  # a logger the job's venv lacks fails here, not on the nodes
     return values
