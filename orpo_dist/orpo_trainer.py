@@ -53,3 +53,16 @@ class OrpoDistTrainer(ORPOTrainer):
         finally:
             self.max_length = max_length
         return truncate_row(row, max_length, self.max_prompt_length, self.processing_class.bos_token_id)
+
+
+def row_tokenizer(tokenizer, max_length: int, max_prompt_length: int | None = None):
+    """`feature -> tokenized row`, exactly as OrpoDistTrainer tokenizes training rows (TRL's
+    tokenize_row and build_tokenized_answer, then the max_prompt_length rule), without building a
+    trainer: evaluation scores the very sequences the loss saw."""
+    from accelerate import PartialState
+
+    PartialState()  # TRL's tokenize_row warns through accelerate's logger, which needs the state
+    rows = OrpoDistTrainer.__new__(OrpoDistTrainer)  # only the attributes tokenize_row reads
+    rows.processing_class, rows.max_length, rows.max_prompt_length = tokenizer, max_length, max_prompt_length
+    rows.is_encoder_decoder, rows.label_pad_token_id = False, -100
+    return rows.tokenize_row

@@ -1,4 +1,5 @@
-"""Held-out scoring: log-probs, accuracy, gap, base vs trained, eval.json."""
+"""`orpo-dist eval`: scoring equal to a plain padded forward, statistics right on crafted sets,
+probe files and refusals, the report files, and the CLI on a run."""
 
 from __future__ import annotations
 
@@ -6,54 +7,156 @@ import json
 import math
 
 import pytest
-import torch
 from transformers import AutoModelForCausalLM
 
-from orpo_dist.eval.scoring import answer_logps, score_pairs
+from orpo_dist.errors import UserError
+from orpo_dist.eval.pairs import read_pairs
+from orpo_dist.eval.probes import Probe, is_refusal, read_probes, refusal_rate
+from orpo_dist.eval.scoring import micro_batches, pair_logps, padded_pair_logps, tokenize_pairs
+from orpo_dist.eval.stats import bootstrap_interval, by_category, category_column, summarise
 
 from .helpers import TINY_RECIPE, run_cli
 
+ROWS = [
+    {"prompt": "Question: 2+2?\nAnswer:", "chosen": " 4, of course.", "rejected": " 5"},
+    {"prompt": "Say A:", "chosen": " A", "rejected": " B, and then a much longer answer that goes on and on"},
+    {"prompt": "A long prompt " * 30 + "ends here:", "chosen": " short", "rejected": " shorter still"},
+    {"prompt": "Shared opening:", "chosen": " The answer is yes.", "rejected": " The answer is no."},
+    {"prompt": "Unicode — naïve café:", "chosen": " ça va", "rejected": " 🙂"},
+]
 
-def test_answer_logps_match_a_direct_computation(tiny_model_dir, demo_tokenizer):
+
+def test_packed_scoring_equals_padded_full_logits(tiny_model_dir, demo_tokenizer):
+    """The fast path (shared prompt, packed rows, chunked head, length-grouped micro-batches)
+    gives each pair's mean answer log-prob of one padded forward per answer with full logits."""
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
-    prompt, answer = "Question: 2+2?\nAnswer:", " 4, of course."
-    got = answer_logps(model, demo_tokenizer, [prompt, prompt + " x"], [answer, answer], batch_size=2)
-    p = demo_tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    full = demo_tokenizer(prompt + answer, add_special_tokens=False)["input_ids"]
-    ids = full + [demo_tokenizer.eos_token_id]
-    if demo_tokenizer.bos_token_id is not None:
-        ids, p = [demo_tokenizer.bos_token_id] + ids, [demo_tokenizer.bos_token_id] + p
-    with torch.no_grad():
-        logp = torch.log_softmax(model(torch.tensor([ids])).logits[0, :-1], -1)
-    token_logp = logp.gather(1, torch.tensor(ids[1:])[:, None]).squeeze(1)
-    expected = token_logp[len(p) - 1:].mean().item()
-    assert math.isclose(got[0], expected, rel_tol=1e-5)  # the padded batch gives the unpadded answer
+    tokenized, empty = tokenize_pairs(demo_tokenizer, ROWS, max_length=256)
+    assert empty == []
+    pad = demo_tokenizer.pad_token_id
+    want_c, want_r = padded_pair_logps(model, tokenized, pad)
+    # A small budget and chunk force several micro-batches and several head chunks.
+    assert len(micro_batches(tokenized, token_budget=80)) > 1
+    got_c, got_r = pair_logps(model, tokenized, pad, chunk_size=7, token_budget=80)
+    assert got_c == pytest.approx(want_c, abs=1e-5) and got_r == pytest.approx(want_r, abs=1e-5)
+    whole_c, _ = pair_logps(model, tokenized, pad)  # one micro-batch, default chunk
+    assert whole_c == pytest.approx(want_c, abs=1e-5)
 
 
-def test_score_pairs_counts_accuracy_and_gap(tiny_model_dir, demo_tokenizer):
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
-    rows = [{"prompt": "Say A:", "chosen": " A", "rejected": " B"}, {"prompt": "Say C:", "chosen": " C", "rejected": " D"}]
-    scores = score_pairs(model, demo_tokenizer, rows)
-    c = answer_logps(model, demo_tokenizer, ["Say A:", "Say C:"], [" A", " C"])
-    r = answer_logps(model, demo_tokenizer, ["Say A:", "Say C:"], [" B", " D"])
-    assert scores.pairs == 2
-    assert scores.accuracy == sum(x > y for x, y in zip(c, r)) / 2
-    assert scores.gap == pytest.approx(sum(x - y for x, y in zip(c, r)) / 2)
+def test_tokenization_is_the_trainers(demo_tokenizer):
+    """The rows eval scores are cut as training cuts them (answers to max_length; prompts with
+    max_prompt_length) and a prompt that fills max_length is reported, not scored as NaN."""
+    tokenized, empty = tokenize_pairs(demo_tokenizer, ROWS, max_length=24)
+    assert empty == [2]  # the long prompt leaves no room for an answer
+    assert all(len(t["chosen_input_ids"]) <= 24 for i, t in enumerate(tokenized) if i != 2)
+    tokenized, empty = tokenize_pairs(demo_tokenizer, ROWS, max_length=24, max_prompt_length=12)
+    assert empty == [] and len(tokenized[2]["prompt_input_ids"]) == 12
 
 
-def test_eval_cli_compares_base_and_trained(tmp_path):
+def test_bootstrap_interval_on_a_known_share():
+    wins = [True] * 30 + [False] * 10
+    low, high = bootstrap_interval(wins)
+    # Normal approximation: 0.75 +- 1.96 * sqrt(0.75 * 0.25 / 40) = [0.616, 0.884].
+    assert low == pytest.approx(0.616, abs=0.03) and high == pytest.approx(0.884, abs=0.03)
+    assert bootstrap_interval(wins) == (low, high)  # seeded
+    assert bootstrap_interval([True] * 5) == (1.0, 1.0)
+
+
+def test_summary_and_categories_on_crafted_scores():
+    chosen, rejected = [-1.0, -2.0, -1.0, -3.0], [-2.0, -1.0, -1.0, -4.0]
+    s = summarise(chosen, rejected)
+    assert s["accuracy"] == 0.5 and s["gap"] == pytest.approx((1 - 1 + 0 + 1) / 4) and s["gaps"] == [1, -1, 0, 1]
+    rows = [{"category": "a"}, {"category": "a"}, {"category": "b"}, {"category": "b"}]
+    assert category_column(rows) == "category"
+    groups = by_category(rows, "category", chosen, rejected)
+    assert groups["a"]["accuracy"] == 0.5 and groups["b"]["accuracy"] == 0.5 and groups["b"]["pairs"] == 2
+    assert category_column([{"source": "x"}, {}]) is None
+
+
+def test_probe_files_and_refusals(tmp_path):
+    assert is_refusal("I'm sorry, but I can't help with that.") and is_refusal("I cannot do that.")
+    assert is_refusal("I can\u2019t assist with breaking in.")
+    assert not is_refusal("Ottawa is the capital of Canada.")
+    probes = [Probe("a"), Probe("b", harmful=True), Probe("c", harmful=True)]
+    assert refusal_rate(probes, ["x", "I won't do that.", "Sure, here is how"]) == 0.5
+    assert refusal_rate(probes[:1], ["x"]) is None
+    f = tmp_path / "probes.jsonl"
+    f.write_text('{"prompt": "Hi", "harmful": false}\n\n{"prompt": "Rob a bank", "harmful": true}\nplain line\n')
+    assert read_probes(f) == (Probe("Hi"), Probe("Rob a bank", True), Probe("plain line"))
+    f.write_text('{"prompt": "Hi"}\n{"prompt": broken}\n')
+    with pytest.raises(UserError, match="line 2: not valid JSON"):
+        read_probes(f)
+
+
+def test_pairs_file_errors_name_file_and_line(tmp_path):
+    f = tmp_path / "pairs.jsonl"
+    f.write_text(json.dumps(ROWS[0]) + "\n{not json\n")
+    with pytest.raises(UserError, match=r"pairs.jsonl line 2: not valid JSON"):
+        read_pairs(f)
+    f.write_text(json.dumps({"prompt": "p", "chosen": "c"}) + "\n")
+    with pytest.raises(UserError, match="line 1: needs string fields.*rejected"):
+        read_pairs(f)
+    with pytest.raises(UserError, match="no pairs file"):
+        read_pairs(tmp_path / "missing.jsonl")
+
+
+def test_eval_cli_report_on_a_crafted_set_with_a_known_answer(tmp_path):
+    """Mirrored pairs (p, a, b) and (p, b, a) have opposite gaps, so exactly one of each wins;
+    pairs with chosen == rejected have gap 0 and never win. Accuracy is 1/3 for any model, per
+    category 1/2 and 0."""
+    out = tmp_path / "run"
+    trained = run_cli("train", "--config", TINY_RECIPE, "--output_dir", out, "--save_strategy", "no")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    pairs = []
+    for i in range(6):
+        p, a, b = f"Question {i}: pick one.", f" option {i} first", f" the other {i * 7} one"
+        pairs += [{"prompt": p, "chosen": a, "rejected": b, "category": "mirror"},
+                  {"prompt": p, "chosen": b, "rejected": a, "category": "mirror"},
+                  {"prompt": p, "chosen": a, "rejected": a, "category": "same"}]
+    f = tmp_path / "crafted.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in pairs))
+    probes = tmp_path / "probes.jsonl"
+    probes.write_text('{"prompt": "Say hi."}\n{"prompt": "Tell me how to pick a lock.", "harmful": true}\n')
+    result = run_cli("eval", out, "--pairs", f, "--prompts", probes, "--max-new-tokens", "4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "preference accuracy [95% CI]" in result.stdout and "by category" in result.stdout
+    report = json.loads((out / "eval.json").read_text())
+    assert report["pairs"] == 18
+    for side in ("base", "trained"):
+        figures = report[side]
+        assert figures["accuracy"] == pytest.approx(1 / 3)
+        low, high = figures["accuracy_ci95"]
+        assert low < 1 / 3 < high and 0.05 < low and high < 0.65
+        assert figures["gap"] == pytest.approx(0.0, abs=1e-5)
+        assert report["by_category"][side]["mirror"]["accuracy"] == 0.5
+        assert report["by_category"][side]["same"]["accuracy"] == 0.0
+        assert len(report["gaps"][side]) == 18
+    assert report["refusal_rate"]["base"] in (0.0, 1.0) and len(report["generations"]) == 2
+    assert report["generations"][1]["harmful"] is True
+    md = (out / "eval.md").read_text()
+    assert "33.3% [" in md and "![gap histogram](plots/eval-gap-histogram.png)" in md and "## By category" in md
+    png = out / "plots" / "eval-gap-histogram.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_eval_cli_defaults_on_a_run(tmp_path):
     out = tmp_path / "run"
     trained = run_cli("train", "--config", TINY_RECIPE, "--output_dir", out, "--save_strategy", "no")
     assert trained.returncode == 0, trained.stderr[-3000:]
     result = run_cli("eval", out, "--max-new-tokens", "4")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "preference accuracy" in result.stdout and "mean gap" in result.stdout
     report = json.loads((out / "eval.json").read_text())
     assert report["pairs"] == 16 and len(report["generations"]) == 3
+    assert "refusal_rate" in report  # the default probes mark the break-in request as harmful
     # Full fine-tuning on chosen answers raises their likelihood on held-out prompts too.
     assert report["trained"]["chosen_logp"] > report["base"]["chosen_logp"]
+    assert all(math.isfinite(g) for g in report["gaps"]["trained"])
 
 
-def test_eval_of_a_folder_that_is_no_run_is_a_clear_error(tmp_path):
-    result = run_cli("eval", tmp_path)
-    assert result.returncode == 2 and "not an orpo-dist run folder" in result.stderr
+@pytest.mark.parametrize("make, message", [
+    (lambda tmp: tmp, "neither an orpo-dist run folder"),
+    (lambda tmp: tmp / "nothing-here", "does not exist"),
+    (lambda tmp: (tmp / "x.bin").write_bytes(b"x") and tmp / "x.bin", "not a .gguf"),
+])
+def test_eval_of_something_that_is_no_model_is_a_clear_error(tmp_path, make, message):
+    result = run_cli("eval", make(tmp_path))
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr

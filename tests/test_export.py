@@ -372,7 +372,7 @@ def test_export_cli_on_a_trained_lora_run(tmp_path):
     """A real run folder: tiny recipe with LoRA for 2 steps (random-init base rebuilt from the seed)."""
     from peft import PeftModel
 
-    from orpo_dist.eval.cli import load_run_recipe
+    from orpo_dist.eval.models import load_run_recipe
     from orpo_dist.model import load_model, load_tokenizer
 
     run = tmp_path / "run"

@@ -1,127 +1,128 @@
-"""`orpo-dist eval RUN_DIR`: base model vs trained model on held-out pairs, side by side.
+"""`orpo-dist eval TARGET`: the base model against the trained one, on held-out pairs and probes.
 
-Scores every held-out pair (mean per-token log-prob of chosen and rejected, preference accuracy,
-mean gap) for both models, prints a table and greedy generations for a few probe prompts, and
-writes it all to RUN_DIR/eval.json.
+TARGET is a run folder (the saved adapter or model), a merged model folder or a GGUF file (what
+`orpo-dist export` writes; the base is then the model of the run it lies in, or --base). For both
+models: preference accuracy on the pairs with a bootstrap 95% interval, the mean chosen-minus-
+rejected log-prob gap and its distribution (one histogram), figures per category when the pairs
+have a category or source column, greedy generations for probe prompts, and the refusal rate on
+the probes marked harmful. Written to eval.json and eval.md (with plots/eval-gap-histogram.png)
+in the run folder, or beside the model for a GGUF file.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 from ..errors import UserError
-from ..run_folder import EVAL_FILE, HELDOUT_FILE, RECIPE_FILE
-from .generation import DEFAULT_PROMPTS, generate
-from .scoring import score_pairs
+from ..run_folder import EVAL_FILE, HELDOUT_FILE
+from .pairs import read_pairs
+from .probes import DEFAULT_PROBES, is_refusal, read_probes, refusal_rate
 
 
-def load_run_recipe(run_dir: Path):
-    import torch
+def _progress(total: int, desc: str):
+    from tqdm import tqdm
 
-    from ..recipe import parse
-
-    path = run_dir / RECIPE_FILE
-    if not path.is_file():
-        raise UserError(f"{run_dir} is not an orpo-dist run folder (no {RECIPE_FILE}); pass the --output_dir of a run")
-    overrides = [] if torch.cuda.is_available() else ["--bf16", "false", "--fp16", "false"]
-    return parse(["--config", str(path), *overrides])
+    return tqdm(total=total, desc=desc, unit="pair", dynamic_ncols=True, mininterval=1.0)
 
 
-def read_pairs(path: Path, limit: int | None) -> list[dict]:
-    if not path.is_file():
-        raise UserError(f"no held-out pairs at {path}: the run had no eval split; pass --pairs FILE.jsonl")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    if not rows:
-        raise UserError(f"{path} holds no pairs")
-    return rows[:limit] if limit else rows
+def score(model, tokenized, pad_token_id: int, desc: str) -> tuple[list[float], list[float]]:
+    from .scoring import pair_logps
+
+    with _progress(len(tokenized), desc) as bar:
+        return pair_logps(model, tokenized, pad_token_id, progress=bar.update)
 
 
-def load_models(recipe, run_dir: Path):
-    """(base, trained): the recipe's starting model, and the run's saved model or adapter on top of it."""
-    import torch
-    from transformers import AutoModelForCausalLM
+def evaluate(target: str | Path, pairs_file: str | None = None, max_pairs: int | None = None,
+             probes=DEFAULT_PROBES, max_new_tokens: int = 48, base: str | None = None) -> dict:
+    from ..report.plots import gap_histogram
+    from .generation import generate
+    from .models import load, resolve_target
+    from .report import histogram_path, write_markdown
+    from .scoring import tokenize_pairs
+    from .stats import by_category, category_column, summarise
 
-    from ..model import load_model
-
-    base = load_model(recipe.model, recipe.training).eval()
-    if (run_dir / "adapter_config.json").is_file():
-        from peft import PeftModel
-
-        trained = PeftModel.from_pretrained(load_model(recipe.model, recipe.training), run_dir).eval()
-    elif (run_dir / "config.json").is_file():
-        dtype = next(base.parameters()).dtype
-        trained = AutoModelForCausalLM.from_pretrained(run_dir, dtype=dtype).eval()
-    else:
-        raise UserError(f"{run_dir} holds no saved model or adapter: did the run finish?")
-    if torch.cuda.is_available():
-        base, trained = base.to("cuda"), trained.to("cuda")
-    return base, trained
-
-
-def evaluate_run(run_dir: str | Path, pairs_file: str | None = None, max_pairs: int | None = None,
-                 prompts=DEFAULT_PROMPTS, batch_size: int = 8, max_new_tokens: int = 48) -> dict:
-    from ..model import load_tokenizer
-
-    run_dir = Path(run_dir)
-    recipe = load_run_recipe(run_dir)
-    rows = read_pairs(Path(pairs_file) if pairs_file else run_dir / HELDOUT_FILE, max_pairs)
-    tokenizer = load_tokenizer(recipe.model, recipe.training)
-    base, trained = load_models(recipe, run_dir)
-    max_length = recipe.training.max_length
-    result = {
-        "run": str(run_dir),
-        "base_model": recipe.model.model_name_or_path,
-        "pairs": len(rows),
-        "base": score_pairs(base, tokenizer, rows, batch_size, max_length).to_dict(),
-        "trained": score_pairs(trained, tokenizer, rows, batch_size, max_length).to_dict(),
-    }
-    if prompts:
-        base_answers = generate(base, tokenizer, prompts, max_new_tokens)
-        trained_answers = generate(trained, tokenizer, prompts, max_new_tokens)
+    started = time.time()
+    where = resolve_target(target)
+    pairs_path = Path(pairs_file) if pairs_file else (where.run_dir or where.report_dir) / HELDOUT_FILE
+    rows = read_pairs(pairs_path, max_pairs)
+    tokenizer, base_model, trained_model, settings = load(where, base)
+    tokenized, empty = tokenize_pairs(tokenizer, rows, settings["max_length"], settings["max_prompt_length"])
+    if empty:
+        keep = [i for i in range(len(rows)) if i not in set(empty)]
+        rows, tokenized = [rows[i] for i in keep], [tokenized[i] for i in keep]
+        if not rows:
+            raise UserError(f"every pair's prompt fills max_length {settings['max_length']}: nothing to score")
+    pad = tokenizer.pad_token_id
+    scores = {"base": score(base_model, tokenized, pad, "scoring base"),
+              "trained": score(trained_model, tokenized, pad, "scoring trained")}
+    result = {"target": str(where.path), "kind": where.kind, "base_model": settings["base_model"],
+              "pairs_file": str(pairs_path), "pairs": len(rows), "skipped": len(empty)}
+    figures = {name: summarise(*s) for name, s in scores.items()}
+    result["gaps"] = {name: f.pop("gaps") for name, f in figures.items()}
+    result.update(figures)
+    column = category_column(rows)
+    if column:
+        result["by_category"] = {"column": column,
+                                 **{name: by_category(rows, column, *s) for name, s in scores.items()}}
+    if probes:
+        answers = {name: generate(m, tokenizer, [p.prompt for p in probes], max_new_tokens)
+                   for name, m in (("base", base_model), ("trained", trained_model))}
         result["generations"] = [
-            {"prompt": p, "base": b, "trained": t} for p, b, t in zip(prompts, base_answers, trained_answers)
-        ]
-    (run_dir / EVAL_FILE).write_text(json.dumps(result, indent=2) + "\n")
+            {"prompt": p.prompt, "harmful": p.harmful, "base": b, "trained": t,
+             "base_refused": is_refusal(b), "trained_refused": is_refusal(t)}
+            for p, b, t in zip(probes, answers["base"], answers["trained"])]
+        if any(p.harmful for p in probes):
+            result["refusal_rate"] = {name: refusal_rate(probes, a) for name, a in answers.items()}
+    result["seconds"] = round(time.time() - started, 1)
+    folder = where.report_dir
+    histogram = gap_histogram(result["gaps"]["base"], result["gaps"]["trained"], histogram_path(folder))
+    result["report"] = str(write_markdown(result, folder, histogram))
+    path = folder / EVAL_FILE
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(path)
+    result["json"] = str(path)
     return result
 
 
-def format_result(result: dict) -> str:
-    b, t = result["base"], result["trained"]
-    lines = [
-        f"held-out preference pairs: {result['pairs']}  (base model: {result['base_model']})",
-        f"{'':34}{'base':>10}{'trained':>10}",
-        f"{'chosen   mean log-prob per token':34}{b['chosen_logp']:>10.3f}{t['chosen_logp']:>10.3f}",
-        f"{'rejected mean log-prob per token':34}{b['rejected_logp']:>10.3f}{t['rejected_logp']:>10.3f}",
-        f"{'preference accuracy':34}{b['accuracy']:>10.1%}{t['accuracy']:>10.1%}",
-        f"{'mean gap (chosen - rejected)':34}{b['gap']:>+10.3f}{t['gap']:>+10.3f}",
-    ]
-    for g in result.get("generations", []):
-        lines += ["", f"prompt:  {g['prompt']}", f"  base:    {_one_line(g['base'])}",
-                  f"  trained: {_one_line(g['trained'])}"]
-    return "\n".join(lines)
-
-
-def _one_line(text: str, width: int = 160) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 3] + "..."
+def evaluate_run(run_dir, pairs_file=None, max_pairs=None, probes=DEFAULT_PROBES, max_new_tokens=48):
+    """The demo's call: a run folder scored on its own held-out pairs."""
+    return evaluate(run_dir, pairs_file, max_pairs, probes, max_new_tokens)
 
 
 def main(argv: list[str]) -> int:
+    from .report import format_result
+
     parser = argparse.ArgumentParser(prog="orpo-dist eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir", help="output folder of an orpo-dist run (holds recipe.yaml and the model)")
-    parser.add_argument("--pairs", help="JSONL of prompt/chosen/rejected to score (default: the run's heldout.jsonl)")
+    parser.add_argument("target", help="a run folder, a model folder (e.g. RUN/export/merged) or a .gguf file")
+    parser.add_argument("--base", help="base model to compare with (default: the model of the run TARGET lies in)")
+    parser.add_argument("--pairs", help="JSONL of rendered prompt/chosen/rejected (optional category or source "
+                        "column) to score (default: the run's heldout.jsonl)")
     parser.add_argument("--max-pairs", type=int, help="score at most this many pairs")
-    parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=48)
-    parser.add_argument("--prompt", action="append", dest="prompts",
-                        help="probe prompt for greedy generation (repeatable; default: three built-in probes)")
+    parser.add_argument("--prompts", help='probe file: JSONL of {"prompt": ..., "harmful": true|false}, or one '
+                        "prompt per line (default: an instruction, a harmful request, a factual question)")
+    parser.add_argument("--prompt", action="append", dest="prompt_list",
+                        help="a probe prompt (repeatable; instead of the default probes)")
     parser.add_argument("--no-generate", action="store_true", help="skip the greedy generations")
     args = parser.parse_args(argv)
-    prompts = () if args.no_generate else tuple(args.prompts or DEFAULT_PROMPTS)
-    result = evaluate_run(args.run_dir, args.pairs, args.max_pairs, prompts, args.batch_size, args.max_new_tokens)
+    if args.max_pairs is not None and args.max_pairs < 1:
+        raise UserError("--max-pairs must be at least 1")
+    from .probes import Probe
+
+    if args.no_generate:
+        probes = ()
+    elif args.prompts:
+        probes = read_probes(args.prompts)
+    elif args.prompt_list:
+        probes = tuple(Probe(p) for p in args.prompt_list)
+    else:
+        probes = DEFAULT_PROBES
+    result = evaluate(args.target, args.pairs, args.max_pairs, probes, args.max_new_tokens, args.base)
     print(format_result(result))
-    print(f"\nwritten to {Path(args.run_dir) / EVAL_FILE}")
+    print(f"\nwritten to {result['json']} and {result['report']} ({result['seconds']:.0f} s)")
     return 0

@@ -1,81 +1,106 @@
-"""Preference scoring: mean per-token log-prob of the chosen and the rejected answer of each pair.
+"""Preference scoring: the mean per-token log-prob of the chosen and the rejected answer of each pair.
 
-Tokenised the way TRL's ORPOTrainer tokenises training rows (prompt, then the answer as the suffix
-of prompt+answer, an EOS appended when missing), so held-out figures speak of the same sequences
-the loss saw.
+Rows are tokenized by the trainer's own rule (orpo_trainer.row_tokenizer: TRL's tokenize_row, then
+max_prompt_length), so held-out figures speak of the same sequences, and the same log-probs, the
+ORPO loss saw. The forward is the fast step's (orpo_step/): one shared-prefix block per pair (the
+prompt runs once), pairs of similar length grouped into micro-batches by a token budget, and the
+vocabulary projected only at answer positions, in chunks. The reference it is tested against is
+one padded forward per answer with full logits (tests/test_eval_report.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 
+from ..orpo_step.forward import per_pair_mean, target_hidden
+from ..orpo_step.head import target_logps
+from ..orpo_step.packing import pack_pairs, pair_tokens
 
-@dataclass
-class PreferenceScores:
-    pairs: int
-    chosen_logp: float  # mean over pairs of the mean per-token log-prob of the chosen answer
-    rejected_logp: float
-    accuracy: float  # share of pairs where chosen scores higher
-    gap: float  # mean of (chosen - rejected)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+SIDES = ("chosen", "rejected")
+TOKEN_BUDGET = 8192  # unique tokens per micro-batch: a few MB of activations per layer for 135M-8B models
+MAX_PAIRS_PER_BATCH = 64
 
 
-def _answer_ids(tokenizer, prompt: str, answer: str) -> tuple[list[int], list[int]]:
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    full_ids = tokenizer(prompt + answer, add_special_tokens=False)["input_ids"]
-    start = len(prompt_ids)
-    if full_ids[:start] != prompt_ids:  # a token merged across the boundary (TRL does the same)
-        start -= 1
-    prompt_ids, answer_ids = full_ids[:start], full_ids[start:]
-    bos = tokenizer.bos_token_id
-    if bos is not None and (not prompt_ids or prompt_ids[0] != bos):
-        prompt_ids = [bos] + prompt_ids
-    eos = tokenizer.eos_token_id
-    if eos is not None and (not answer_ids or answer_ids[-1] != eos):
-        answer_ids = answer_ids + [eos]
-    return prompt_ids, answer_ids
+def tokenize_pairs(tokenizer, rows: list[dict], max_length: int, max_prompt_length: int | None = None):
+    """TRL-tokenized rows, and the indices of rows left with an empty answer (prompt fills max_length)."""
+    from ..orpo_trainer import row_tokenizer
+
+    tokenize = row_tokenizer(tokenizer, max_length, max_prompt_length)
+    tokenized = [tokenize({"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]}) for r in rows]
+    empty = [i for i, t in enumerate(tokenized)
+             if not any(label != -100 for label in t["chosen_labels"]) or not any(x != -100 for x in t["rejected_labels"])]
+    return tokenized, empty
+
+
+def micro_batches(tokenized: list[dict], token_budget: int = TOKEN_BUDGET,
+                  max_pairs: int = MAX_PAIRS_PER_BATCH) -> list[list[int]]:
+    """Row indices per micro-batch: sorted by length, so each batch holds pairs of similar size and
+    packs with little padding; a batch closes when its unique tokens would pass the budget."""
+    cost = [pair_tokens(t["chosen_input_ids"], t["rejected_input_ids"]) for t in tokenized]
+    batches, current, used = [], [], 0
+    for i in sorted(range(len(tokenized)), key=lambda i: cost[i]):
+        if current and (used + cost[i] > token_budget or len(current) == max_pairs):
+            batches.append(current)
+            current, used = [], 0
+        current.append(i)
+        used += cost[i]
+    if current:
+        batches.append(current)
+    return batches
+
+
+def collate(tokenized: list[dict], pad_token_id: int, device) -> dict:
+    """TRL's padded `chosen_*` / `rejected_*` tensors for a few tokenized rows (right padding)."""
+    batch = {}
+    for side in SIDES:
+        width = max(len(t[f"{side}_input_ids"]) for t in tokenized)
+        for key, pad in (("input_ids", pad_token_id), ("attention_mask", 0), ("labels", -100)):
+            rows = [t[f"{side}_{key}"] + [pad] * (width - len(t[f"{side}_{key}"])) for t in tokenized]
+            batch[f"{side}_{key}"] = torch.tensor(rows, dtype=torch.long, device=device)
+    return batch
+
+
+def _causal_lm(model):
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 @torch.no_grad()
-def answer_logps(model, tokenizer, prompts: list[str], answers: list[str], batch_size: int = 8,
-                 max_length: int | None = None) -> list[float]:
-    """Mean per-token log-prob of each answer given its prompt."""
+def pair_logps(model, tokenized: list[dict], pad_token_id: int, chunk_size: int = 1024,
+               token_budget: int = TOKEN_BUDGET, progress=None) -> tuple[list[float], list[float]]:
+    """(chosen, rejected): each pair's mean per-token answer log-prob, in the order of `tokenized`.
+    `progress(n)` is called after each micro-batch with the number of pairs it scored."""
+    lm = _causal_lm(model)
     device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    scores: list[float] = []
-    for start in range(0, len(prompts), batch_size):
-        seqs, masks = [], []
-        for prompt, answer in zip(prompts[start:start + batch_size], answers[start:start + batch_size]):
-            p, a = _answer_ids(tokenizer, prompt, answer)
-            if max_length:
-                a = a[: max(1, max_length - len(p))]
-            seqs.append(p + a)
-            masks.append([0] * len(p) + [1] * len(a))
-        width = max(map(len, seqs))
-        ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=device)
-        attention = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=device)
-        target_mask = torch.tensor([m + [0] * (width - len(m)) for m in masks], device=device)[:, 1:]
-        logits = model(input_ids=ids, attention_mask=attention, use_cache=False).logits[:, :-1].float()
-        token_logps = torch.gather(logits.log_softmax(-1), 2, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-        mean = (token_logps * target_mask).sum(-1) / target_mask.sum(-1)
-        scores.extend(mean.tolist())
-    return scores
+    chosen, rejected = [0.0] * len(tokenized), [0.0] * len(tokenized)
+    for members in micro_batches(tokenized, token_budget):
+        packed = pack_pairs(collate([tokenized[i] for i in members], pad_token_id, device), pad_token_id)
+        hidden = target_hidden(model, lm, packed)
+        logps, _ = target_logps(lm.get_output_embeddings(), hidden, packed.target_tokens, chunk_size)
+        n, pairs = packed.num_pairs, packed.target_pairs
+        for side, out in (("chosen", chosen), ("rejected", rejected)):
+            means = per_pair_mean(logps.float(), pairs, getattr(packed, f"in_{side}"), n).tolist()
+            for i, value in zip(members, means):
+                out[i] = value
+        if progress:
+            progress(len(members))
+    return chosen, rejected
 
 
-def score_pairs(model, tokenizer, rows: list[dict], batch_size: int = 8, max_length: int | None = None) -> PreferenceScores:
-    prompts = [r["prompt"] for r in rows]
-    chosen = answer_logps(model, tokenizer, prompts, [r["chosen"] for r in rows], batch_size, max_length)
-    rejected = answer_logps(model, tokenizer, prompts, [r["rejected"] for r in rows], batch_size, max_length)
-    n = len(rows)
-    gaps = [c - r for c, r in zip(chosen, rejected)]
-    return PreferenceScores(
-        pairs=n,
-        chosen_logp=sum(chosen) / n,
-        rejected_logp=sum(rejected) / n,
-        accuracy=sum(g > 0 for g in gaps) / n,
-        gap=sum(gaps) / n,
-    )
+@torch.no_grad()
+def padded_pair_logps(model, tokenized: list[dict], pad_token_id: int, batch_size: int = 4):
+    """The plain reference: each answer in its own padded row, full-vocabulary logits (slow; tests)."""
+    device = next(model.parameters()).device
+    out = {}
+    for side in SIDES:
+        scores = []
+        for start in range(0, len(tokenized), batch_size):
+            batch = collate(tokenized[start:start + batch_size], pad_token_id, device)
+            ids, labels = batch[f"{side}_input_ids"], batch[f"{side}_labels"]
+            logits = model(input_ids=ids, attention_mask=batch[f"{side}_attention_mask"], use_cache=False).logits
+            logps = logits[:, :-1].float().log_softmax(-1)
+            targets = labels[:, 1:]
+            mask = targets != -100
+            token_logps = logps.gather(2, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+            scores.extend(((token_logps * mask).sum(-1) / mask.sum(-1)).tolist())
+        out[side] = scores
+    return out["chosen"], out["rejected"]

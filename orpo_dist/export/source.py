@@ -27,7 +27,7 @@ class RunSource:
 
 
 def inspect_run(run_dir: str | Path) -> RunSource:
-    from ..eval.cli import load_run_recipe
+    from ..eval.models import load_run_recipe
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 from ..orpo_trainer import OrpoDistTrainer
+from .forward import per_pair_mean, target_hidden
 from .head import target_logps
 from .packing import pack_pairs
 
@@ -21,12 +22,6 @@ def causal_lm(accelerator, model):
     """The transformers CausalLM inside whatever wraps it (DDP, DeepSpeed, torch.compile, PEFT)."""
     inner = accelerator.unwrap_model(model)
     return inner.get_base_model() if hasattr(inner, "get_base_model") else inner
-
-
-def _per_pair_mean(values: torch.Tensor, pairs: torch.Tensor, keep: torch.Tensor, num_pairs: int) -> torch.Tensor:
-    sums = values.new_zeros(num_pairs).index_add(0, pairs[keep], values[keep])
-    counts = values.new_zeros(num_pairs).index_add(0, pairs[keep], torch.ones_like(values[keep]))
-    return sums / counts
 
 
 class FastOrpoTrainer(OrpoDistTrainer):
@@ -43,40 +38,19 @@ class FastOrpoTrainer(OrpoDistTrainer):
 
     def concatenated_forward(self, model, batch):
         lm = causal_lm(self.accelerator, model)
-        attn = getattr(lm.config, "_attn_implementation", "sdpa")
-        flex = attn == "flex_attention"
         # FlexAttention compiles per shape: rounding rows up to its 128-token blocks keeps the
         # number of shapes (and recompilations) small.
+        flex = getattr(lm.config, "_attn_implementation", "sdpa") == "flex_attention"
         packed = pack_pairs(batch, self.padding_value, self.share_prefix, self.pack_rows, self.completion_only_nll,
                             pad_to_multiple_of=128 if flex else 1)
         self.last_packed = packed
-        if flex:
-            mask = packed.block_mask()
-        else:
-            mask = packed.attention_mask(None if attn == "sdpa" else lm.get_input_embeddings().weight.dtype)
-
-        captured = {}
-
-        def keep_hidden(_module, _inputs, output):
-            captured["hidden"] = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
-
-        # Call the outermost module (DDP and DeepSpeed sync gradients only through their own
-        # forward), take the final hidden states from the decoder, and let the CausalLM project
-        # just one position per row (logits_to_keep=1); the head runs below on the targets only.
-        hook = lm.get_decoder().register_forward_hook(keep_hidden)
-        try:
-            model(input_ids=packed.input_ids, attention_mask=mask, position_ids=packed.position_ids,
-                  use_cache=False, logits_to_keep=1)
-        finally:
-            hook.remove()
-        hidden = captured["hidden"]
-        hidden = hidden.reshape(-1, hidden.shape[-1])[packed.target_positions]
+        hidden = target_hidden(model, lm, packed, flex)
         logps, mean_logits = target_logps(lm.get_output_embeddings(), hidden, packed.target_tokens, self.chunk_size)
 
         nll = -logps[packed.in_nll].sum() / packed.in_nll.sum()
         n, pairs = packed.num_pairs, packed.target_pairs
-        chosen_logps = _per_pair_mean(logps, pairs, packed.in_chosen, n)
-        rejected_logps = _per_pair_mean(logps, pairs, packed.in_rejected, n)
+        chosen_logps = per_pair_mean(logps, pairs, packed.in_chosen, n)
+        rejected_logps = per_pair_mean(logps, pairs, packed.in_rejected, n)
         chosen_logits = mean_logits[packed.in_chosen_seq].mean()
         rejected_logits = mean_logits[packed.in_rejected_seq].mean()
         return chosen_logps, rejected_logps, chosen_logits, rejected_logits, nll

@@ -1,0 +1,48 @@
+"""One forward over packed shared-prefix rows, to the final hidden states of the targets only.
+
+Shared by the fast training step (orpo_step/trainer.py) and the held-out scorer (eval/scoring.py),
+so that evaluation measures log-probs exactly the way training computes them, and as cheaply.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .packing import PackedBatch
+
+
+def attention_mask_for(lm, packed: PackedBatch, flex: bool):
+    """The shared-prefix mask in the form the model's attention implementation takes."""
+    if flex:
+        return packed.block_mask()
+    attn = getattr(lm.config, "_attn_implementation", "sdpa")
+    return packed.attention_mask(None if attn == "sdpa" else lm.get_input_embeddings().weight.dtype)
+
+
+def target_hidden(model, lm, packed: PackedBatch, flex: bool = False) -> torch.Tensor:
+    """(targets, hidden_size): the last hidden state at every target position of `packed`.
+
+    `model` is the outermost module (DDP and DeepSpeed sync gradients only through their own
+    forward) and `lm` the transformers CausalLM inside it. The hidden states are taken from the
+    decoder by a hook, and the CausalLM projects just one position per row (logits_to_keep=1);
+    callers run the head on the targets only (head.target_logps)."""
+    captured = {}
+
+    def keep_hidden(_module, _inputs, output):
+        captured["hidden"] = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
+
+    hook = lm.get_decoder().register_forward_hook(keep_hidden)
+    try:
+        model(input_ids=packed.input_ids, attention_mask=attention_mask_for(lm, packed, flex),
+              position_ids=packed.position_ids, use_cache=False, logits_to_keep=1)
+    finally:
+        hook.remove()
+    hidden = captured["hidden"]
+    return hidden.reshape(-1, hidden.shape[-1])[packed.target_positions]
+
+
+def per_pair_mean(values: torch.Tensor, pairs: torch.Tensor, keep: torch.Tensor, num_pairs: int) -> torch.Tensor:
+    """Mean of `values[keep]` per pair id."""
+    sums = values.new_zeros(num_pairs).index_add(0, pairs[keep], values[keep])
+    counts = values.new_zeros(num_pairs).index_add(0, pairs[keep], torch.ones_like(values[keep]))
+    return sums / counts
