@@ -3,6 +3,9 @@
     .venv/bin/python benchmarks/orpo_step_profile.py --dataset_name ../shared/data/hh-rlhf-harmless-base/test.jsonl.gz \
         --per_device_train_batch_size 8 --max_length 1024 --use_peft false
 
+`--arm fast` (or stock) profiles one step only, when both models and the profiler's records do
+not fit in memory together (batch 8 at max_length 1024 on 24 GiB).
+
 Runs one recipe (default: the demo's) in one process with both steps on copies of one model and
 the same batch, one warm-up step each, then one profiled step each (torch.profiler, CPU self
 time; the optimizer step timed apart). Operators are put in buckets: attention (SDPA and its backward), vocabulary head (matrix
@@ -76,29 +79,37 @@ def main(argv: list[str]) -> int:
     from orpo_dist.orpo_step.trainer import FastOrpoTrainer
     from orpo_dist.recipe import parse
 
+    arms = ("stock", "fast")
+    if "--arm" in argv:  # one arm only: both models plus the profiler's records may not fit in memory
+        i = argv.index("--arm")
+        arms, argv = (argv[i + 1],), argv[:i] + argv[i + 2:]
     recipe = parse(["--output_dir", "/tmp/orpo-profile", "--report_to", "none", *argv], defaults=DEMO_RECIPE)
     training = recipe.training
     tokenizer = load_tokenizer(recipe.model, training)
     data = prepare_datasets(recipe.data, tokenizer, training.max_length, training.seed, log=lambda m: None)
     model = load_model(recipe.model, training)
     lora = peft_config(model, recipe.model)
-    trainers = {
-        "stock": ORPOTrainer(model=copy.deepcopy(model), args=training, train_dataset=data.train,
-                             processing_class=tokenizer, peft_config=lora),
-        "fast": FastOrpoTrainer(model=copy.deepcopy(model), args=training, train_dataset=data.train,
-                                processing_class=tokenizer, peft_config=lora, chunk_size=training.orpo_chunk_size),
+    builders = {
+        "stock": lambda: ORPOTrainer(model=copy.deepcopy(model), args=training, train_dataset=data.train,
+                                     processing_class=tokenizer, peft_config=lora),
+        "fast": lambda: FastOrpoTrainer(model=copy.deepcopy(model), args=training, train_dataset=data.train,
+                                        processing_class=tokenizer, peft_config=lora,
+                                        chunk_size=training.orpo_chunk_size),
     }
+    trainers = {arm: builders[arm]() for arm in arms}
     del model
-    stock = trainers["stock"]
+    first = next(iter(trainers.values()))
     n = training.per_device_train_batch_size
-    batch = stock.data_collator([stock.train_dataset[i] for i in range(n)])
-    vocab = stock.model.config.vocab_size
+    batch = first.data_collator([first.train_dataset[i] for i in range(n)])
+    vocab = first.model.config.vocab_size
     results = {arm: profile_step(t, batch, vocab) for arm, t in trainers.items()}
+    empty = ({}, 0.0, float("nan"), [])
+    results = {arm: results.get(arm, empty) for arm in ("stock", "fast")}
     names = ["attention", "projections + MLP", "vocabulary-sized", "optimizer", "other"]
     print(f"one step, batch {n}, max_length {training.max_length}: seconds of CPU self time by bucket "
           "(profiler overhead included; wall time below)")
     print(f"{'':20}{'stock':>10}{'share':>8}{'fast':>10}{'share':>8}")
-    totals = {arm: sum(r[0].values()) for arm, r in results.items()}
+    totals = {arm: sum(r[0].values()) or float("nan") for arm, r in results.items()}
     for name in names:
         s, f = results["stock"][0].get(name, 0.0), results["fast"][0].get(name, 0.0)
         print(f"{name:20}{s:10.2f}{s / totals['stock']:8.0%}{f:10.2f}{f / totals['fast']:8.0%}")
@@ -107,6 +118,8 @@ def main(argv: list[str]) -> int:
     for arm in ("stock", "fast"):
         print(f"largest 'other' ops, {arm}: " + ", ".join(f"{name} {sec:.2f}s" for sec, name in results[arm][3]))
     print(f"loss: stock {results['stock'][2]:.6f}, fast {results['fast'][2]:.6f}")
+    if "fast" not in trainers:
+        return 0
     packed = trainers["fast"].last_packed
     stock_tokens = batch["chosen_input_ids"].numel() + batch["rejected_input_ids"].numel()
     print(f"tokens through the model: stock {stock_tokens}, fast {packed.input_ids.numel()} "

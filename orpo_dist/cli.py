@@ -20,6 +20,7 @@ COMMANDS = {
     "train": ("orpo_dist.train", "train with ORPO in this process (also the per-process entry point)"),
     "data": ("orpo_dist.data.cli", "inspect a preference dataset: `orpo-dist data check DATASET`"),
     "eval": ("orpo_dist.eval.cli", "score held-out pairs for a base and a trained model, side by side"),
+    "report": ("orpo_dist.report.cli", "draw a run's training curves (loss, rewards, accuracy) as PNGs"),
     "export": ("orpo_dist.export.cli", "merge the adapter; write a GGUF for llama.cpp and an Ollama Modelfile"),
     "demo": ("orpo_dist.demo", "align SmolLM2-135M-Instruct on the bundled preference set, then evaluate"),
     "launch": ("orpo_dist.launcher.cli", "run a recipe over several processes with accelerate + DeepSpeed"),

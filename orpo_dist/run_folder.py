@@ -9,7 +9,9 @@ transformers): a login node following a job imports this alone.
     metrics.jsonl    one JSON record per logged step (and the run's summary last)
     heldout.jsonl    the held-out pairs, rendered as the trainer saw them
     README.md        the model card
-    eval.json        `orpo-dist eval`'s results
+    eval.json        `orpo-dist eval`'s results (eval.md: the same as a report, with its pictures)
+    plots/           PNG training curves (and eval's gap histogram), redrawn by `orpo-dist report`
+    runs/            TensorBoard event files (report_to: tensorboard, the default when it is installed)
     checkpoint-N/    the Trainer's checkpoints (transformers' naming)
 
 Stop protocol. A launcher asks a run to stop by creating STOP (or by sending SIGUSR1/SIGUSR2 to
@@ -30,6 +32,8 @@ VERSIONS_FILE = "versions.json"
 HELDOUT_FILE = "heldout.jsonl"
 MODEL_CARD_FILE = "README.md"
 EVAL_FILE = "eval.json"
+EVAL_REPORT_FILE = "eval.md"
+PLOTS_FOLDER = "plots"
 STOP_FILE = "STOP"
 STOPPED_FILE = "STOPPED"
 CHECKPOINT_PREFIX = "checkpoint"  # checkpoint-<global step>: transformers' PREFIX_CHECKPOINT_DIR
@@ -43,7 +47,16 @@ def read_metrics(output_dir: str | Path) -> list[dict]:
     path = Path(output_dir) / METRICS_FILE
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number == len(lines):  # a running job is writing its last line right now
+                break
+            raise ValueError(f"{path} line {number} is not valid JSON") from None
+    return records
 
 
 def training_logs(output_dir: str | Path) -> list[dict]:

@@ -69,6 +69,7 @@ def run(recipe: Recipe, extra_callbacks=(), on_trainer=None, save_model: bool = 
     from .model import load_model, load_tokenizer, peft_config
     from .orpo_step import trainer_class
     from .outputs import write_model_card, write_run_info
+    from .report.training import draw_training_plots, plots_markdown
 
     training = recipe.training
     out = Path(training.output_dir)
@@ -131,7 +132,8 @@ def run(recipe: Recipe, extra_callbacks=(), on_trainer=None, save_model: bool = 
         return TrainResult(out, trainer.state.global_step, is_adapter, checkpoint)
     trainer.save_model(str(out))
     if is_main_process():
-        write_model_card(recipe, out, is_adapter)
+        plots = draw_training_plots(out)
+        write_model_card(recipe, out, is_adapter, plots_markdown(out, plots))
     trainer.accelerator.wait_for_everyone()
     log(f"model saved in {out}")
     return TrainResult(out, trainer.state.global_step, is_adapter, checkpoint)

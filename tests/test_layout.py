@@ -16,7 +16,7 @@ from .helpers import REPO
 PACKAGE = REPO / "orpo_dist"
 # Training code the launching layer must not import, directly or through anything it imports.
 TRAINING = ("orpo_dist.callbacks", "orpo_dist.train", "orpo_dist.model", "orpo_dist.orpo_trainer",
-            "orpo_dist.outputs", "orpo_dist.data", "orpo_dist.eval", "orpo_dist.demo")
+            "orpo_dist.outputs", "orpo_dist.data", "orpo_dist.eval", "orpo_dist.demo", "orpo_dist.report")
 
 
 def is_training(module: str) -> bool:

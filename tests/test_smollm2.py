@@ -35,10 +35,21 @@ def test_smollm2_lora_trains_and_evaluates(tmp_path):
     assert report["trained"]["gap"] != report["base"]["gap"]
 
 
-def test_demo_command_runs_end_to_end(tmp_path):
+def test_demo_command_runs_end_to_end_and_exports(tmp_path):
+    """`orpo-dist demo --export`: train, report with plots, merged folder, GGUF, Modelfile, and the
+    exported GGUF loaded back answering the probes."""
     out = tmp_path / "demo"
-    result = run_cli("demo", "--output_dir", out, "--max_steps", "4", "--no-generate", timeout=900)
+    result = run_cli("demo", "--output_dir", out, "--max_steps", "4", "--logging_steps", "1", "--export",
+                     timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "preference accuracy" in result.stdout and "held-out: accuracy" in result.stdout
     assert "peak memory" in result.stdout and str(out) in result.stdout
-    assert (out / "eval.json").is_file() and (out / "README.md").is_file()
+    assert (out / "eval.json").is_file() and (out / "README.md").is_file() and (out / "eval.md").is_file()
+    assert (out / "plots" / "loss.png").is_file() and (out / "plots" / "eval-gap-histogram.png").is_file()
+    assert "![loss](plots/loss.png)" in (out / "README.md").read_text()
+    export = out / "export"
+    assert (export / "merged" / "model.safetensors").is_file() and (export / "Modelfile").is_file()
+    assert (export / "demo-q8_0.gguf").stat().st_size > 100 * 2**20
+    answers = result.stdout.split("answers the probes:")[1]
+    assert answers.count("  gguf:    ") == 3
+    assert "Ottawa" in answers  # the exported model still knows the capital of Canada
