@@ -68,7 +68,7 @@ def run(recipe: Recipe, extra_callbacks=(), on_trainer=None, save_model: bool = 
     from .data import prepare_datasets
     from .model import load_model, load_tokenizer, peft_config
     from .orpo_step import trainer_class
-    from .outputs import write_model_card, write_run_info
+    from .outputs import write_jsonl, write_model_card, write_run_info
     from .report.training import draw_training_plots, plots_markdown
 
     training = recipe.training
@@ -103,7 +103,7 @@ def run(recipe: Recipe, extra_callbacks=(), on_trainer=None, save_model: bool = 
     if is_main_process():
         write_run_info(recipe, out, world, str(trainer.accelerator.device))
         if data.eval is not None:
-            data.eval.to_json(str(out / HELDOUT_FILE), lines=True)
+            write_jsonl(out / HELDOUT_FILE, data.heldout_rows())
     log(
         f"{len(data.train)} training pairs, {len(data.eval) if data.eval is not None else 0} held out; "
         f"{world} process(es) x batch {training.per_device_train_batch_size} x accumulation "

@@ -147,6 +147,10 @@ def test_eval_cli_defaults_on_a_run(tmp_path):
     report = json.loads((out / "eval.json").read_text())
     assert report["pairs"] == 16 and len(report["generations"]) == 3
     assert "refusal_rate" in report  # the default probes mark the break-in request as harmful
+    # The bundled data names a category per pair; heldout.jsonl keeps it, and eval groups by it.
+    groups = report["by_category"]
+    assert groups["column"] == "category" and sum(g["pairs"] for g in groups["trained"].values()) == 16
+    assert set(groups["trained"]) <= {"instruction", "refusal", "factual"}
     # Full fine-tuning on chosen answers raises their likelihood on held-out prompts too.
     assert report["trained"]["chosen_logp"] > report["base"]["chosen_logp"]
     assert all(math.isfinite(g) for g in report["gaps"]["trained"])

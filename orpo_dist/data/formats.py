@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UserError
+
+# Columns that name a pair's category; the first one a dataset has is carried to the held-out file
+# and grouped by `orpo-dist eval`.
+CATEGORY_COLUMNS = ("category", "source")
 from . import hh
 from .report import (
     BAD_MESSAGES,

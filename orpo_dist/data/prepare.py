@@ -10,12 +10,15 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import UserError
-from .formats import DESCRIPTION, REQUIRED, column_map, detect_format, to_pair
+from .formats import CATEGORY_COLUMNS, DESCRIPTION, REQUIRED, column_map, detect_format, to_pair
 from .render import Renderer, measure
 from .report import STRICT_LIST, BadRow, BadRowError, DataReport, DataUnusable, SplitReport, format_bad_rows
 from .sources import RawSplit, load_splits
 
 Triple = tuple[str, str, str]
+# A kept row: (prompt, chosen, rejected) rendered, and its category (None without one), which only
+# the held-out file keeps, for eval's per-category figures; the trainer sees the strings alone.
+Row = tuple[str, str, str, str | None]
 
 
 @dataclass
@@ -23,6 +26,15 @@ class PreparedData:
     train: Any  # datasets.Dataset
     eval: Any | None  # datasets.Dataset | None
     report: DataReport
+    eval_categories: list[str] | None = None  # per held-out pair, when the data names categories
+
+    def heldout_rows(self) -> list[dict]:
+        """The held-out pairs as written to heldout.jsonl (with their category, if any)."""
+        rows = [dict(r) for r in self.eval] if self.eval is not None else []
+        if self.eval_categories:
+            for row, category in zip(rows, self.eval_categories):
+                row["category"] = category
+        return rows
 
 
 def analyze(
@@ -71,21 +83,21 @@ def _dicts(raw: RawSplit) -> list[dict]:
 
 
 def _process(raw: RawSplit, fmt, cols, renderer, tokenizer, max_length,
-             max_prompt_length) -> tuple[list[Triple], SplitReport]:
+             max_prompt_length) -> tuple[list[Row], SplitReport]:
     report = SplitReport(raw.name, total=len(raw.rows))
     bad: list[tuple[int, BadRow]] = []
-    pending: list[tuple[int, Triple]] = []
+    pending: list[tuple[int, Row]] = []
     for index, row in enumerate(raw.rows):
         try:
             if isinstance(row.value, BadRowError):
                 raise row.value
-            pending.append((index, renderer(to_pair(row.value, fmt, cols))))
+            pending.append((index, (*renderer(to_pair(row.value, fmt, cols)), _category(row.value))))
         except BadRowError as err:
             bad.append((index, BadRow(raw.name, row.where, row.number, err.reason, err.detail)))
-    good: list[Triple] = []
+    good: list[Row] = []
     lengths = None
     if tokenizer is not None:
-        lengths = measure(tokenizer, [t for _, t in pending], max_length, max_prompt_length)
+        lengths = measure(tokenizer, [t[:3] for _, t in pending], max_length, max_prompt_length)
     for k, (index, triple) in enumerate(pending):
         if lengths is not None:
             result = lengths[k]
@@ -158,7 +170,11 @@ def prepare_datasets(args, tokenizer, max_length: int | None, seed: int, log: Ca
         f"data: {len(train)} training pairs"
         + (f", {len(evaluation)} eval pairs ({held_out})" if evaluation else ", no eval set")
     )
-    return PreparedData(_to_dataset(Dataset, train), _to_dataset(Dataset, evaluation) if evaluation else None, report)
+    categories = [r[3] for r in evaluation] if evaluation else None
+    if not categories or any(c is None for c in categories):
+        categories = None  # figures per category need every pair to have one
+    return PreparedData(_to_dataset(Dataset, train), _to_dataset(Dataset, evaluation) if evaluation else None, report,
+                        categories)
 
 
 def check_command(args, max_length: int | None, max_prompt_length: int | None = None) -> str:
@@ -192,7 +208,15 @@ def no_good_rows(source: str, split: SplitReport, hint: str) -> DataUnusable:
     )
 
 
-def _hold_out(rows: list[Triple], size: float, seed: int) -> tuple[list[Triple], list[Triple] | None]:
+def _category(value) -> str | None:
+    if isinstance(value, dict):
+        for column in CATEGORY_COLUMNS:
+            if isinstance(value.get(column), str) and value[column]:
+                return value[column]
+    return None
+
+
+def _hold_out(rows: list[Row], size: float, seed: int) -> tuple[list[Row], list[Row] | None]:
     n_eval = min(len(rows) - 1, math.ceil(len(rows) * size)) if size > 0 else 0
     if n_eval <= 0:
         return rows, None
@@ -202,7 +226,7 @@ def _hold_out(rows: list[Triple], size: float, seed: int) -> tuple[list[Triple],
     return [r for i, r in enumerate(rows) if i not in held], [rows[i] for i in sorted(held)]
 
 
-def _cap(rows: list[Triple], limit: int | None, seed: int) -> list[Triple]:
+def _cap(rows: list[Row], limit: int | None, seed: int) -> list[Row]:
     if limit is None or limit >= len(rows):
         return rows
     if limit <= 0:
@@ -212,6 +236,6 @@ def _cap(rows: list[Triple], limit: int | None, seed: int) -> list[Triple]:
     return [rows[i] for i in order[:limit]]
 
 
-def _to_dataset(Dataset, rows: list[Triple]):
-    prompts, chosen, rejected = (list(column) for column in zip(*rows)) if rows else ([], [], [])
+def _to_dataset(Dataset, rows: list[Row]):
+    prompts, chosen, rejected = (list(column) for column in list(zip(*rows))[:3]) if rows else ([], [], [])
     return Dataset.from_dict({"prompt": prompts, "chosen": chosen, "rejected": rejected})

@@ -8,8 +8,9 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 
+from ..data.formats import CATEGORY_COLUMNS
+
 BOOTSTRAP_SAMPLES = 2000
-CATEGORY_COLUMNS = ("category", "source")  # the first of these a pair file has groups the figures
 
 
 def bootstrap_interval(wins: list[bool], samples: int = BOOTSTRAP_SAMPLES, level: float = 0.95,

@@ -13,7 +13,8 @@ from pathlib import Path
 # Figure file -> (title, [(metrics.jsonl key, label)]). Train records carry the bare names, the
 # Trainer's eval records the same names prefixed with eval_.
 CURVES = {
-    "loss.png": ("ORPO loss", [("loss", "loss"), ("nll_loss", "NLL"), ("log_odds_ratio", "log-odds ratio term")]),
+    "loss.png": ("ORPO loss", [("loss", "loss"), ("nll_loss", "NLL"),
+                               ("log_odds_ratio", "log_odds_ratio (mean log-sigmoid of the log-odds)")]),
     "rewards.png": ("Rewards (beta x mean log-prob)", [("rewards/chosen", "chosen"), ("rewards/rejected", "rejected"),
                                                         ("rewards/margins", "margin")]),
     "accuracy.png": ("Preference accuracy (chosen reward > rejected)", [("rewards/accuracies", "accuracy")]),
