@@ -7,7 +7,9 @@ recipe asks for) live in orpo_dist/model_rules.py.
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import torch
 
@@ -35,6 +37,27 @@ def model_path(margs: ModelArguments) -> str:
     return builtin_models.resolve(margs.model_name_or_path)
 
 
+def check_model_folder(name: str) -> None:
+    """A local model folder must hold a config.json with a model_type (else transformers fails
+    with an error that does not say which folder, or what is missing)."""
+    folder = Path(name)
+    if not folder.is_dir():
+        return  # a hub name or a file: transformers' own errors name it
+    config = folder / "config.json"
+    if not config.is_file():
+        if any(folder.glob("*.gguf")):
+            return  # a GGUF folder (gguf_file names the file)
+        raise UserError(f"model folder {folder} has no config.json: is it the folder save_pretrained wrote? "
+                        "(for a GGUF file pass gguf_file too)")
+    try:
+        data = json.loads(config.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{config} is not valid JSON ({err}): the model folder is damaged") from None
+    if not isinstance(data, dict) or not data.get("model_type"):
+        raise UserError(f"{config} has no model_type: transformers cannot tell which architecture it is "
+                        "(add e.g. \"model_type\": \"llama\", or re-save the model with save_pretrained)")
+
+
 def load_tokenizer(margs: ModelArguments, training: OrpoDistConfig):
     from transformers import AutoTokenizer
 
@@ -42,10 +65,11 @@ def load_tokenizer(margs: ModelArguments, training: OrpoDistConfig):
     kwargs = {"revision": margs.model_revision, "trust_remote_code": training.trust_remote_code}
     if margs.gguf_file and not margs.tokenizer_name_or_path:
         kwargs["gguf_file"] = margs.gguf_file
+    check_model_folder(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
-    except OSError as err:
-        raise UserError(f"cannot load the tokenizer {name!r}: {err}") from None
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot load the tokenizer {name!r}: {str(err)[:500]}") from None
     if tokenizer.pad_token is None:
         # Llama-3 and friends have no pad token. Padding is masked out of ORPO's loss by the
         # attention mask, so reusing an existing token is safe and keeps the vocabulary unchanged.
@@ -113,8 +137,8 @@ def load_model(margs: ModelArguments, training: OrpoDistConfig):
             kwargs["device_map"] = {"": _local_device()}
     try:
         return AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except OSError as err:
-        raise UserError(f"cannot load the model {path!r}: {err}") from None
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot load the model {path!r}: {str(err)[:500]}") from None
     except RuntimeError as err:
         if overrides and "mismatched" in str(err):
             raise UserError(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
@@ -23,6 +24,7 @@ from trl.experimental.orpo import ORPOTrainer  # noqa: E402
 
 from .data.truncation import truncate_row  # noqa: E402
 from .orpo_step.packing import pair_tokens  # noqa: E402
+from .run_folder import CHECKPOINT_PREFIX, mark_complete, rotate_complete_checkpoints  # noqa: E402
 
 LENGTH_SAMPLERS = ("group_by_length", "batch_rebalance")
 
@@ -42,6 +44,23 @@ class OrpoDistTrainer(ORPOTrainer):
                 and column not in data.column_names:
             lengths = [pair_tokens(c, r) for c, r in zip(data["chosen_input_ids"], data["rejected_input_ids"])]
             self.train_dataset = data.add_column(column, lengths)
+
+    def _save_checkpoint(self, model, trial):
+        """transformers' save, then a COMPLETE marker once every rank is done, then the rotation of
+        older checkpoints, which transformers would do on the main process alone, possibly while
+        another rank is still writing (or dying while writing) the new checkpoint."""
+        limit = self.args.save_total_limit
+        self.args.save_total_limit = None
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            folder = Path(self._get_output_dir(trial=trial)) / f"{CHECKPOINT_PREFIX}-{self.state.global_step}"
+            mark_complete(folder)
+            rotate_complete_checkpoints(folder.parent, limit, self.state.best_model_checkpoint)
+        self.accelerator.wait_for_everyone()
 
     def tokenize_row(self, feature, model=None) -> dict:
         if self.max_prompt_length is None or self.is_encoder_decoder:

@@ -22,6 +22,9 @@ from typing import Any, NamedTuple
 import yaml
 
 from .errors import UserError
+from .recipe_checks import (
+    REPORT_TO_AUTO, check_data_values, check_output_dir, check_training_values, resolve_report_to,
+)
 from .recipe_compat import HINTS, upgrade, upgrade_argv
 from .recipe_files import load_yaml, resolve
 
@@ -65,6 +68,7 @@ class DataArguments(ScriptArguments):
     )
 
     def __post_init__(self):
+        check_data_values(lambda name: getattr(self, name, None))
         if isinstance(self.dataset_columns, str):
             self.dataset_columns = parse_mapping(self.dataset_columns, "dataset_columns")
         if not 0.0 <= self.eval_split_size < 1.0:
@@ -116,34 +120,6 @@ class ModelArguments(ModelConfig):
             self.lora_target_modules = "all-linear"
 
 
-REPORT_TO_AUTO = "auto"
-
-
-def resolve_report_to(report_to):
-    """The Trainer's report_to with `auto` resolved, refusing loggers that are not installed here
-    (the Trainer would raise deep inside its callbacks, after the model has loaded)."""
-    from transformers.integrations import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
-
-    available = get_available_reporting_integrations()
-    if report_to in (None, REPORT_TO_AUTO, [REPORT_TO_AUTO]):
-        return ["tensorboard"] if "tensorboard" in available else "none"
-    names = [report_to] if isinstance(report_to, str) else list(report_to)
-    if names in (["none"], ["all"]):
-        return report_to
-    unknown = [n for n in names if n not in INTEGRATION_TO_CALLBACK]
-    if unknown:
-        raise UserError(f"report_to: {', '.join(map(repr, unknown))} is not a logger the Trainer knows; "
-                        f"choose from {', '.join(INTEGRATION_TO_CALLBACK)}, or none")
-    missing = [n for n in names if n not in available]
-    if missing:
-        raise UserError(f"report_to: {', '.join(missing)} requested but not installed here; "
-                        f"`pip install {' '.join(PIP_NAMES.get(n, n) for n in missing)}`, or drop it from report_to")
-    return names
-
-
-PIP_NAMES = {"comet_ml": "comet-ml", "azure_ml": "azureml-core"}
-
-
 @dataclass
 class OrpoDistConfig(ORPOConfig):
     """ORPOConfig whose precision and device follow the hardware unless the recipe says otherwise."""
@@ -186,6 +162,8 @@ class OrpoDistConfig(ORPOConfig):
     def __post_init__(self):
         import torch
 
+        check_training_values(lambda name: getattr(self, name, None))
+        check_output_dir(self.output_dir)
         check_prompt_length(self.max_prompt_length, self.max_length)
         self.report_to = resolve_report_to(self.report_to)
 
@@ -322,6 +300,10 @@ def parse(argv: list[str] | None = None, prog: str = "orpo-dist train", defaults
     except UserError:
         raise
     except (ValueError, TypeError) as err:
+        flags = [a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")]
+        unknown = {f: None for f in flags if f not in known_fields() and f != "config"}
+        if "not used by the HfArgumentParser" in str(err) and unknown:
+            check_keys(unknown, "command line")  # names the closest real field
         raise UserError(f"the recipe does not parse: {err}") from None
     return Recipe(data, training, model)
 
@@ -399,6 +381,8 @@ def check_without_hardware(recipe: str, overrides: list[str]) -> dict[str, Any]:
     if unknown:
         raise UserError(f"unknown override(s) {' '.join(unknown)} (see `orpo-dist train --help`)")
     values = vars(namespace)
+    check_training_values(values.get)
+    check_data_values(values.get)
     check_prompt_length(values.get("max_prompt_length"), values.get("max_length"))
     resolve_report_to(values.get("report_to"))  # a logger the job's venv lacks fails here, not on the nodes
     return values

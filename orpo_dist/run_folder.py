@@ -12,7 +12,8 @@ transformers): a login node following a job imports this alone.
     eval.json        `orpo-dist eval`'s results (eval.md: the same as a report, with its pictures)
     plots/           PNG training curves (and eval's gap histogram), redrawn by `orpo-dist report`
     runs/            TensorBoard event files (report_to: tensorboard, the default when it is installed)
-    checkpoint-N/    the Trainer's checkpoints (transformers' naming)
+    checkpoint-N/    the Trainer's checkpoints (transformers' naming); COMPLETE inside once every
+                     rank has saved its part: --resume takes the newest complete one
 
 Stop protocol. A launcher asks a run to stop by creating STOP (or by sending SIGUSR1/SIGUSR2 to
 its ranks); every rank saves the same checkpoint, the run writes STOPPED and exits with
@@ -37,6 +38,8 @@ PLOTS_FOLDER = "plots"
 STOP_FILE = "STOP"
 STOPPED_FILE = "STOPPED"
 CHECKPOINT_PREFIX = "checkpoint"  # checkpoint-<global step>: transformers' PREFIX_CHECKPOINT_DIR
+CHECKPOINT_COMPLETE_FILE = "COMPLETE"  # in checkpoint-N/ once every rank has saved its part
+TRAINER_STATE_FILE = "trainer_state.json"  # transformers' TRAINER_STATE_NAME, written in each checkpoint
 EXIT_STOPPED = 75  # EX_TEMPFAIL: not done, not failed; continue with --resume
 
 _CHECKPOINT = re.compile(rf"^{CHECKPOINT_PREFIX}-(\d+)$")  # transformers' get_last_checkpoint rule
@@ -79,9 +82,60 @@ def checkpoints(output_dir: str | Path) -> list[Path]:
     return sorted(found, key=checkpoint_step)
 
 
-def last_checkpoint(output_dir: str | Path) -> Path | None:
+def mark_complete(checkpoint: str | Path) -> None:
+    """Written by the main process once every rank has finished saving `checkpoint`."""
+    (Path(checkpoint) / CHECKPOINT_COMPLETE_FILE).write_text("complete\n")
+
+
+def incomplete_reason(checkpoint: str | Path, markers_in_use: bool = True) -> str | None:
+    """Why `checkpoint` cannot be resumed from, or None when it can. With markers in use (every
+    checkpoint orpo-dist writes), a checkpoint without one was being saved when its run died;
+    for a run from before markers, a readable trainer_state.json is the test."""
+    folder = Path(checkpoint)
+    state = folder / TRAINER_STATE_FILE
+    if not state.is_file():
+        return f"no {TRAINER_STATE_FILE}: its save did not finish"
+    try:
+        json.loads(state.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return f"{TRAINER_STATE_FILE} is not valid JSON: the file is damaged"
+    if markers_in_use and not (folder / CHECKPOINT_COMPLETE_FILE).is_file():
+        return "not marked complete: a process stopped while it was being saved"
+    return None
+
+
+def last_complete_checkpoint(output_dir: str | Path) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """(the newest checkpoint a run can resume from, [(newer checkpoint skipped, why)])."""
     found = checkpoints(output_dir)
-    return found[-1] if found else None
+    markers = any((c / CHECKPOINT_COMPLETE_FILE).is_file() for c in found)
+    skipped = []
+    for folder in reversed(found):
+        reason = incomplete_reason(folder, markers)
+        if reason is None:
+            return folder, skipped
+        skipped.append((folder, reason))
+    return None, skipped
+
+
+def last_checkpoint(output_dir: str | Path) -> Path | None:
+    return last_complete_checkpoint(output_dir)[0]
+
+
+def rotate_complete_checkpoints(output_dir: str | Path, keep: int | None, protect: str | Path | None = None) -> None:
+    """Keep the newest `keep` complete checkpoints (and `protect`, the best one); delete older
+    ones. Never deletes for the sake of a newer checkpoint that is not complete (transformers'
+    own rotation counts those, and can leave a run with only a torn checkpoint)."""
+    if not keep or keep <= 0:
+        return
+    import shutil
+
+    found = checkpoints(output_dir)
+    markers = any((c / CHECKPOINT_COMPLETE_FILE).is_file() for c in found)
+    complete = [c for c in found if incomplete_reason(c, markers) is None]
+    protected = {Path(protect).resolve()} if protect else set()
+    for folder in complete[:-keep]:
+        if folder.resolve() not in protected:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def has_checkpoints(output_dir: str | Path) -> bool:

@@ -18,7 +18,9 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 from .errors import UserError  # noqa: E402
 from .process import is_main_process, main_process_print  # noqa: E402
 from .recipe import Recipe, parse  # noqa: E402
-from .run_folder import EXIT_STOPPED, HELDOUT_FILE, checkpoint_step, last_checkpoint, mark_stopped  # noqa: E402
+from .run_folder import (  # noqa: E402
+    EXIT_STOPPED, HELDOUT_FILE, checkpoint_step, checkpoints, incomplete_reason, last_complete_checkpoint, mark_stopped,
+)
 
 
 class StoppedForResume(Exception):
@@ -44,21 +46,29 @@ def resolve_checkpoint(recipe: Recipe) -> str | None:
     training = recipe.training
     out = Path(training.output_dir)
     if training.resume_from_checkpoint:
-        if not Path(training.resume_from_checkpoint).is_dir():
-            raise UserError(f"resume_from_checkpoint {training.resume_from_checkpoint} is not a folder")
-        return training.resume_from_checkpoint
-    last = last_checkpoint(out)
-    last = str(last) if last is not None else None
-    if training.resume:
-        if last is None:
-            log(f"--resume: no checkpoint in {out} yet, starting from step 0")
-        return last
-    if last is not None:
-        raise UserError(
-            f"{out} already holds checkpoints of an earlier run (last: {Path(last).name}).\n"
-            "  Pass --resume to continue it, or choose another --output_dir."
-        )
-    return None
+        chosen = Path(training.resume_from_checkpoint)
+        if not chosen.is_dir():
+            raise UserError(f"resume_from_checkpoint {chosen} is not a folder")
+        reason = incomplete_reason(chosen, markers_in_use=False)
+        if reason:
+            raise UserError(f"cannot resume from {chosen}: {reason}. Pick another checkpoint, or --resume to take "
+                            "the newest complete one")
+        return str(chosen)
+    found = checkpoints(out)
+    if not training.resume:
+        if found:
+            raise UserError(
+                f"{out} already holds checkpoints of an earlier run (last: {found[-1].name}).\n"
+                "  Pass --resume to continue it, or choose another --output_dir."
+            )
+        return None
+    last, skipped = last_complete_checkpoint(out)
+    for folder, reason in skipped:
+        log(f"--resume: skipping {folder.name}: {reason}")
+    if last is None:
+        log(f"--resume: no complete checkpoint in {out}, starting from step 0")
+        return None
+    return str(last)
 
 
 def run(recipe: Recipe, extra_callbacks=(), on_trainer=None, save_model: bool = True) -> TrainResult:

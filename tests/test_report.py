@@ -8,7 +8,7 @@ import json
 import pytest
 
 from orpo_dist.errors import UserError
-from orpo_dist.recipe import resolve_report_to
+from orpo_dist.recipe_checks import resolve_report_to
 from orpo_dist.report.plots import CURVES
 from orpo_dist.report.training import draw_training_plots
 

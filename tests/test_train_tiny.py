@@ -93,6 +93,37 @@ def test_resume_reproduces_the_next_losses(tiny_run, tmp_path):
         assert got["loss"] == pytest.approx(want["loss"], rel=1e-6, abs=1e-7), got["step"]
 
 
+def test_resume_skips_torn_and_damaged_checkpoints(tiny_run, tmp_path, capsys):
+    """A newer checkpoint that is empty, has a damaged trainer_state.json, or lacks the COMPLETE
+    marker (a rank died while saving it) is skipped, named, and the newest complete one is used."""
+    import shutil
+
+    reference, _ = tiny_run
+    out = tmp_path / "crashed"
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny(out), extra_callbacks=[_Crash(at_step=16)])
+    good = out / "checkpoint-12"
+    assert (good / "COMPLETE").is_file()
+    torn = out / "checkpoint-13"
+    shutil.copytree(good, torn)
+    (torn / "COMPLETE").unlink()
+    (out / "checkpoint-14").mkdir()
+    damaged = out / "checkpoint-15"
+    shutil.copytree(good, damaged)
+    (damaged / "trainer_state.json").write_text("{garbage")
+    with pytest.raises(UserError, match=r"cannot resume from .*checkpoint-15: trainer_state.json is not valid JSON"):
+        run(tiny(out, "--resume_from_checkpoint", damaged))
+    capsys.readouterr()
+    result = run(tiny(out, "--resume"))
+    printed = capsys.readouterr().out
+    assert result.resumed_from.endswith("checkpoint-12")
+    assert "skipping checkpoint-15: trainer_state.json is not valid JSON" in printed
+    assert "skipping checkpoint-14: no trainer_state.json" in printed
+    assert "skipping checkpoint-13: not marked complete" in printed
+    for got, want in zip(train_logs(out), train_logs(reference)):
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-6, abs=1e-7), got["step"]
+
+
 class _PoisonWeights(TrainerCallback):
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step == 3:

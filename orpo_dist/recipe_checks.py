@@ -1,0 +1,120 @@
+"""Recipe values that cannot train, refused when the recipe is read: before any data or model loads.
+
+Without these checks the values fail deep inside torch or the Trainer with a traceback (a negative
+learning rate in AdamW, a batch size of 2.5 in the DataLoader), or worse, train something wrong
+without a word (a negative beta rewards the rejected answers). Each message names the field, the
+value and the fix. Pure Python: checked on a login node too (recipe.check_without_hardware).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import UserError
+
+# ORPO's beta (the paper's lambda) weighs the odds-ratio term against the NLL: the paper and the
+# published recipes use 0.05-0.5; beyond 10 the NLL term no longer matters.
+BETA_RANGE = (0.0, 10.0)
+
+# field -> (smallest allowed, whether the smallest is allowed, what the value means)
+POSITIVE_INTS = {
+    "per_device_train_batch_size": "preference pairs per device per step",
+    "per_device_eval_batch_size": "preference pairs per device per eval step",
+    "gradient_accumulation_steps": "micro-batches per optimizer step",
+    "max_length": "tokens per sequence (prompt + answer)",
+    "orpo_chunk_size": "positions per chunk of the fast step's vocabulary projection",
+}
+OPTIONAL_POSITIVE_INTS = {
+    "max_prompt_length": "prompt tokens kept when a row does not fit",
+    "max_completion_length": "answer tokens kept",
+}
+NON_NEGATIVE = ("warmup_steps", "weight_decay", "max_grad_norm")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_training_values(get: Callable[[str], Any]) -> None:
+    """`get(field)` -> the value training would use (an args object's getattr, or a dict's get)."""
+    for name, meaning in POSITIVE_INTS.items():
+        value = get(name)
+        if value is not None and (not _is_int(value) or value < 1):
+            raise UserError(f"{name} is {value!r}: it must be a whole number of at least 1 ({meaning})")
+    for name, meaning in OPTIONAL_POSITIVE_INTS.items():
+        value = get(name)
+        if value is not None and (not _is_int(value) or value < 1):
+            raise UserError(f"{name} is {value!r}: it must be a whole number of at least 1 ({meaning}), "
+                            "or left out")
+    lr = get("learning_rate")
+    if lr is not None and (not _is_number(lr) or lr <= 0):
+        raise UserError(f"learning_rate is {lr!r}: it must be a positive number (ORPO recipes use 5e-6 to 5e-4)")
+    beta = get("beta")
+    low, high = BETA_RANGE
+    if beta is not None and (not _is_number(beta) or not low < beta <= high):
+        raise UserError(f"beta is {beta!r}: it must be in ({low:g}, {high:g}] (the paper uses 0.1; 0.05-0.5 is "
+                        "usual). A negative beta would train the model to prefer the rejected answers")
+    for name in NON_NEGATIVE:
+        value = get(name)
+        if value is not None and (not _is_number(value) or value < 0):
+            raise UserError(f"{name} is {value!r}: it must be a number of at least 0")
+    epochs, steps = get("num_train_epochs"), get("max_steps")
+    if _is_number(epochs) and epochs <= 0 and not (_is_int(steps) and steps > 0):
+        raise UserError(f"num_train_epochs is {epochs!r} and max_steps is unset: nothing would train; "
+                        "set num_train_epochs > 0 or max_steps > 0")
+
+
+def check_data_values(get: Callable[[str], Any]) -> None:
+    columns = get("dataset_columns")
+    if columns is not None and not isinstance(columns, (dict, str)):
+        raise UserError(f"dataset_columns is a {type(columns).__name__} ({columns!r}): it must map our names to "
+                        "yours, e.g. dataset_columns: {prompt: question, chosen: good, rejected: bad}")
+    for name in ("max_train_samples", "max_eval_samples"):
+        value = get(name)
+        if value is not None and (not _is_int(value) or value < 1):
+            raise UserError(f"{name} is {value!r}: it must be a whole number of at least 1, or left out")
+
+
+def check_output_dir(output_dir: Any) -> None:
+    """A folder we can create: no part of its path may be an existing file."""
+    if not output_dir:
+        return
+    for folder in (Path(output_dir), *Path(output_dir).parents):
+        if folder.exists():
+            if not folder.is_dir():
+                what = "is" if folder == Path(output_dir) else f"lies under {folder}, which is"
+                raise UserError(f"output_dir {output_dir} {what} a file, not a folder: choose another --output_dir")
+            return
+
+
+REPORT_TO_AUTO = "auto"
+
+
+def resolve_report_to(report_to):
+    """The Trainer's report_to with `auto` resolved, refusing loggers that are not installed here
+    (the Trainer would raise deep inside its callbacks, after the model has loaded)."""
+    from transformers.integrations import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
+
+    available = get_available_reporting_integrations()
+    if report_to in (None, REPORT_TO_AUTO, [REPORT_TO_AUTO]):
+        return ["tensorboard"] if "tensorboard" in available else "none"
+    names = [report_to] if isinstance(report_to, str) else list(report_to)
+    if names in (["none"], ["all"]):
+        return report_to
+    unknown = [n for n in names if n not in INTEGRATION_TO_CALLBACK]
+    if unknown:
+        raise UserError(f"report_to: {', '.join(map(repr, unknown))} is not a logger the Trainer knows; "
+                        f"choose from {', '.join(INTEGRATION_TO_CALLBACK)}, or none")
+    missing = [n for n in names if n not in available]
+    if missing:
+        raise UserError(f"report_to: {', '.join(missing)} requested but not installed here; "
+                        f"`pip install {' '.join(PIP_NAMES.get(n, n) for n in missing)}`, or drop it from report_to")
+    return names
+
+
+PIP_NAMES = {"comet_ml": "comet-ml", "azure_ml": "azureml-core"}
