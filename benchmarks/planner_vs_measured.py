@@ -6,6 +6,7 @@ Each run trains a recipe for a few steps through the same command builder as `or
 (benchmarks/rank_stats.py records each rank's peak resident memory, VmHWM, and the phase it was
 reached in) on rows long enough to fill max_length, as the planner assumes. The prediction is
 `orpo-dist plan` for CPU processes (fp32, a per-process baseline included). Goal: within 20%.
+Runs take orpo-dist's fast ORPO step (the default for these llama models) unless named "stock".
 
 The planner counts tensors. On GPUs that is what CUDA's caching allocator holds; on CPU, glibc's
 malloc raises its mmap threshold as tensors are freed (up to 32 MiB), after which freed tensors
@@ -34,6 +35,7 @@ TINY = str(REPO / "orpo_dist/recipes/tiny.yaml")
 DEMO = str(REPO / "orpo_dist/recipes/smollm2-demo.yaml")
 SMOL_FULL = ["--use_peft", "false"]
 QLORA = ["--load_in_4bit", "true"]
+STOCK = ["--orpo_step", "stock"]  # every other run takes the fast step (the default for llama models)
 # (name, recipe, strategy, processes, overrides)
 RUNS = [
     ("tiny full", TINY, "single", 1, []),
@@ -41,6 +43,8 @@ RUNS = [
     ("tiny full", TINY, "zero2", 2, []),
     ("tiny full", TINY, "zero3", 2, []),
     ("smollm2 full", DEMO, "single", 1, SMOL_FULL),
+    ("smollm2 full stock", DEMO, "single", 1, SMOL_FULL + STOCK),
+    ("smollm2 lora stock", DEMO, "single", 1, STOCK),
     ("smollm2 lora", DEMO, "single", 1, []),
     ("smollm2 qlora", DEMO, "single", 1, QLORA),
     ("smollm2 lora", DEMO, "zero3", 2, []),
@@ -91,7 +95,7 @@ def main() -> int:
     parser.add_argument("--allocator", choices=("both", *ALLOCATORS), default="both")
     args = parser.parse_args()
     allocators = list(ALLOCATORS) if args.allocator == "both" else [args.allocator]
-    header = f"{'run':<14}{'strategy':<15}{'procs':>6}{'predicted GiB':>15}"
+    header = f"{'run':<20}{'strategy':<15}{'procs':>6}{'predicted GiB':>15}"
     for name in allocators:
         header += f"{name + ' GiB':>16}{'ratio':>7}{'peak in':>10}"
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,7 +106,7 @@ def main() -> int:
             if args.only and args.only not in name:
                 continue
             predicted = predict(recipe, strategy, procs, overrides)
-            line = f"{name:<14}{strategy:<15}{procs:>6}{predicted:>15.2f}"
+            line = f"{name:<20}{strategy:<15}{procs:>6}{predicted:>15.2f}"
             for allocator in allocators:
                 measured = measure(recipe, strategy, procs, overrides, data, args.steps, 29700 + i,
                                    ALLOCATORS[allocator])

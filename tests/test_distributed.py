@@ -108,8 +108,11 @@ def test_unsynchronised_ranks_fail_the_same_check(tmp_path, tiny_model_dir, pair
 @pytest.fixture(scope="module")
 def zero3_run(tmp_path_factory, tiny_model_dir, pairs):
     out = tmp_path_factory.mktemp("zero3") / "run"
+    # A head chunk of 5 positions: ranks hold different numbers of targets, so they would call the
+    # partitioned head a different number of times (a collective mismatch, which aborted real
+    # runs) unless they agree on the count (orpo_step/head.py).
     ranks = launch("zero3", 2, out, tiny_model_dir, pairs, "--max_steps", "6", "--save_steps", "3",
-                   "--per_device_train_batch_size", "4")
+                   "--per_device_train_batch_size", "4", "--orpo_chunk_size", "5")
     return out, ranks
 
 

@@ -82,6 +82,22 @@ def _is_frozen_linear(head) -> bool:
             and (head.bias is None or not head.bias.requires_grad))
 
 
+def _chunks_on_every_rank(head: torch.nn.Module, n_chunks: int, device) -> int:
+    """Under ZeRO-3 each call of the head gathers its partitioned weight: a collective, which
+    every rank must issue equally often. Ranks hold different numbers of targets, so they agree
+    on the largest number of chunks (one small all-reduce) and the ones with fewer run the rest
+    on a dummy row. Without ZeRO-3: n_chunks as it is."""
+    if not any(hasattr(p, "ds_id") for p in head.parameters()):
+        return n_chunks
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return n_chunks
+    count = torch.tensor([n_chunks], device=device)
+    dist.all_reduce(count, op=dist.ReduceOp.MAX)
+    return int(count.item())
+
+
 def target_logps(head: torch.nn.Module, hidden: torch.Tensor, tokens: torch.Tensor,
                  chunk_size: int | None = 1024) -> tuple[torch.Tensor, torch.Tensor]:
     """hidden (targets, hidden_size), tokens (targets,) -> (log-prob of each token, mean logit over
@@ -92,15 +108,23 @@ def target_logps(head: torch.nn.Module, hidden: torch.Tensor, tokens: torch.Tens
     one (full fine-tuning, LoRA on the head) through checkpointed calls of the module itself."""
     if chunk_size and _is_frozen_linear(head) and hidden.requires_grad:
         return _FrozenHeadLogps.apply(hidden, tokens, head, chunk_size)
-    if not chunk_size or (hidden.shape[0] <= chunk_size and not torch.is_grad_enabled()):
-        return _chunk_logps(head, hidden, tokens)
-    logps, means = [], []
-    for start in range(0, hidden.shape[0], chunk_size):
-        h, t = hidden[start:start + chunk_size], tokens[start:start + chunk_size]
-        if torch.is_grad_enabled():
+    size = chunk_size or max(hidden.shape[0], 1)
+    n_chunks = max(1, -(-hidden.shape[0] // size))
+    calls = _chunks_on_every_rank(head, n_chunks, hidden.device)
+    grad = torch.is_grad_enabled()
+    logps, means, padding = [], [], None
+    for i in range(calls):
+        start = i * size if i < n_chunks else 0
+        end = start + size if i < n_chunks else 1  # a dummy row, for ZeRO-3's collectives only
+        h, t = hidden[start:end], tokens[start:end]
+        if grad and chunk_size:
             lp, mean = checkpoint(_chunk_logps, head, h, t, use_reentrant=False)
         else:
             lp, mean = _chunk_logps(head, h, t)
-        logps.append(lp)
-        means.append(mean)
-    return torch.cat(logps), torch.cat(means)
+        if i < n_chunks:
+            logps.append(lp)
+            means.append(mean)
+        else:  # zero weight, but in the graph: its backward (and its gathers) run too
+            padding = lp.sum() * 0 if padding is None else padding + lp.sum() * 0
+    logps = torch.cat(logps)
+    return (logps if padding is None else logps + padding), torch.cat(means)
