@@ -13,6 +13,7 @@ so that merging changes the model measurably. Tolerances (fp32 on CPU):
 from __future__ import annotations
 
 import copy
+import json
 import re
 
 import gguf
@@ -391,6 +392,20 @@ def test_export_cli_on_a_trained_lora_run(tmp_path):
     tokenizer = load_tokenizer(recipe.model, recipe.training)
     reference = logits(PeftModel.from_pretrained(load_model(recipe.model, recipe.training), run), tokenizer)
     assert (logits(AutoModelForCausalLM.from_pretrained(out / "merged"), tokenizer) - reference).abs().max() <= 1e-5
+
+    # `orpo-dist eval` scores each exported form against the run's base, as it scores the run.
+    scores = {}
+    for name, target in (("run", run), ("merged", out / "merged"), ("gguf", out / "run-q8_0.gguf")):
+        done = run_cli("eval", target, "--no-generate", "--max-pairs", "6")
+        assert done.returncode == 0, (name, done.stderr[-3000:])
+        folder = target if target.is_dir() else target.parent
+        scores[name] = json.loads((folder / "eval.json").read_text())
+        assert (folder / "eval.md").is_file() and (folder / "plots" / "eval-gap-histogram.png").is_file()
+    assert scores["gguf"]["kind"] == "gguf" and scores["merged"]["kind"] == "folder"
+    for name in ("merged", "gguf"):
+        assert scores[name]["base"] == scores["run"]["base"]  # the same base, found through the run
+    assert scores["merged"]["trained"]["chosen_logp"] == pytest.approx(scores["run"]["trained"]["chosen_logp"], abs=1e-4)
+    assert scores["gguf"]["trained"]["chosen_logp"] == pytest.approx(scores["run"]["trained"]["chosen_logp"], rel=0.05)
 
 
 def _cli_error(*args):

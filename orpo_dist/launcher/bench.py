@@ -73,6 +73,18 @@ def _wait(paths: list[Path], arm_waited: str, procs: dict, work: Path, timeout: 
         time.sleep(0.05)
 
 
+def _kill_arm(proc: subprocess.Popen) -> None:
+    """Kill an arm's launcher and its ranks: killing the launcher alone leaves ranks behind that
+    hold their memory and wait in a collective forever."""
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+    proc.wait()
+
+
 def summarise(work: Path, arm: str, warmup: int, steps: int, ranks: int) -> dict:
     per_step = []
     for step in range(warmup + 1, warmup + steps + 1):
@@ -137,8 +149,9 @@ def main(argv: list[str]) -> int:
         for arm in ARMS:
             command = _arm_command(arm, args, recipe, overrides, work)
             with open(work / f"{arm}.log", "w") as log:  # the child keeps its own handle
+                # A session of its own: on failure the whole arm (launcher and every rank) is killed.
                 procs[arm] = subprocess.Popen(command.argv, env={**os.environ, **command.env}, stdout=log,
-                                              stderr=subprocess.STDOUT)
+                                              stderr=subprocess.STDOUT, start_new_session=True)
         print(f"orpo-dist bench: stock and fast arms started ({args.strategy} x {args.num_processes}); "
               f"{args.warmup} warm-up + {args.steps} measured step(s) each, in turn", flush=True)
         try:
@@ -156,7 +169,7 @@ def main(argv: list[str]) -> int:
                                     f"its log:\n{(work / f'{arm}.log').read_text()[-3000:]}")
         except BaseException:
             for proc in procs.values():
-                proc.kill()
+                _kill_arm(proc)
             raise
         result = {arm: summarise(work, arm, args.warmup, args.steps, args.num_processes) for arm in ARMS}
     result.update(compare(result["stock"], result["fast"]))
