@@ -16,6 +16,7 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from .errors import UserError  # noqa: E402
+from .hub_access import check_hub_access, recipe_needs  # noqa: E402
 from .process import is_main_process, main_process_print  # noqa: E402
 from .recipe import Recipe, parse  # noqa: E402
 from .run_folder import (  # noqa: E402
@@ -84,6 +85,7 @@ def run(recipe: Recipe, extra_callbacks=(), on_trainer=None, save_model: bool = 
     training = recipe.training
     out = Path(training.output_dir)
     checkpoint = resolve_checkpoint(recipe)
+    check_hub_access(recipe_needs(recipe), log)
     resume_step = checkpoint_step(checkpoint) if checkpoint else None
 
     tokenizer = load_tokenizer(recipe.model, training)

@@ -4,11 +4,18 @@ the message, and an output folder with no model in it."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from .helpers import TINY_RECIPE, run_cli
 
-# (case id, extra CLI args or a recipe's YAML lines, words the message must hold)
+# No network: nothing listens on the discard port, so a connection is refused at once.
+NO_HUB = {"HF_HUB_OFFLINE": None, "HF_DATASETS_OFFLINE": None, "HF_ENDPOINT": "http://127.0.0.1:9"}
+OFFLINE = {"HF_HUB_OFFLINE": "1"}
+NO_TOKEN = {"HF_TOKEN": None, "HUGGING_FACE_HUB_TOKEN": None}
+
+# (case id, extra CLI args or a recipe's YAML lines, words the message must hold[, environment])
 CASES = [
     ("negative learning rate", ["--learning_rate=-1e-5"], "learning_rate is -1e-05: it must be a positive number"),
     ("zero learning rate", ["--learning_rate", "0"], "learning_rate is 0.0"),
@@ -30,14 +37,35 @@ CASES = [
     ("optimiser that does not exist", ["--optim", "adamw_nonsense"], "adamw_nonsense"),
     ("QLoRA without LoRA", ["--load_in_4bit", "true", "--use_peft", "false"], "can only be trained with LoRA"),
     ("unknown field", ["--lerning_rate", "1e-5"], "learning_rate"),
+    ("hub model, no network", ["--model_name_or_path", "acme/llama-99b"],
+     "model 'acme/llama-99b': not a local file or folder, not in the local Hugging Face cache, and the hub cannot "
+     "be reached (127.0.0.1:9", NO_HUB),
+    ("hub dataset, no network", ["--dataset_name", "acme/prefs"], "dataset 'acme/prefs': not a local file", NO_HUB),
+    ("hub dataset, HF_HUB_OFFLINE", ["--dataset_name", "acme/prefs"], "hub cannot be reached (HF_HUB_OFFLINE is set)",
+     OFFLINE),
+    ("push_to_hub without a token", ["--push_to_hub", "true"], "push_to_hub is on but no Hugging Face token is set",
+     NO_TOKEN),
+    ("push_to_hub, no network", ["--push_to_hub", "true"], "push_to_hub is on but the Hugging Face hub cannot be "
+     "reached (127.0.0.1:9", {**NO_HUB, "HF_TOKEN": "hf_not_a_real_token"}),
+    ("push_to_hub, HF_HUB_OFFLINE", ["--push_to_hub", "true"], "hub cannot be reached (HF_HUB_OFFLINE is set)",
+     {**OFFLINE, "HF_TOKEN": "hf_not_a_real_token"}),
 ]
 
 
-@pytest.mark.parametrize("case, extra, words", CASES, ids=[c[0] for c in CASES])
-def test_bad_value_is_refused_before_anything_loads(tmp_path, capsys, case, extra, words):
+@pytest.mark.parametrize("case, extra, words, env", [(*c, {})[:4] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_value_is_refused_before_anything_loads(tmp_path, capsys, monkeypatch, case, extra, words, env):
     """`orpo-dist train` in this process (the CLI's own entry point and error handling; a
     subprocess per case would spend most of its time importing TRL)."""
+    import huggingface_hub.constants
+
     from orpo_dist.cli import main
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    for name, value in env.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
 
     out = tmp_path / "run"
     args = ["train", "--config", str(TINY_RECIPE), "--output_dir", str(out)]
@@ -86,3 +114,33 @@ def test_a_model_folder_that_is_no_model_is_named(tmp_path, make, words):
                      "--model_name_or_path", folder, "--tokenizer_name_or_path", folder)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert str(folder) in result.stderr and words in result.stderr
+
+
+def test_hub_needs_are_told_apart(tmp_path, monkeypatch):
+    """Local paths, built-in aliases and the bundled set need no hub; cached repos need none either,
+    and when the hub does not answer the run switches to the cache instead of retrying."""
+    import huggingface_hub.constants
+
+    from orpo_dist.hub_access import check_hub_access, recipe_needs
+    from orpo_dist.recipe import parse
+
+    def needs(*args):
+        return recipe_needs(parse(["--config", str(TINY_RECIPE), "--output_dir", str(tmp_path / "r"), *args]))
+
+    assert needs().downloads == [] and needs().cached == []  # alias + bundled set
+    local = needs("--model_name_or_path", str(tmp_path), "--dataset_name", str(TINY_RECIPE))
+    assert local.downloads == [] and local.cached == []
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    (tmp_path / "hub" / "models--acme--tiny").mkdir(parents=True)
+    hub = needs("--model_name_or_path", "acme/tiny", "--dataset_name", "acme/prefs")
+    assert hub.cached == [("model", "acme/tiny")] and hub.downloads == [("dataset", "acme/prefs")]
+
+    cached_only = needs("--model_name_or_path", "acme/tiny")
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    said = []
+    check_hub_access(cached_only, said.append)
+    assert huggingface_hub.constants.HF_HUB_OFFLINE is True and os.environ["HF_HUB_OFFLINE"] == "1"
+    assert "using the local cache only" in said[0]

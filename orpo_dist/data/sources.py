@@ -63,20 +63,34 @@ def load_splits(
             "no dataset given: set `dataset_name` in the recipe (or --dataset_name) to a Hub id, "
             "a .jsonl/.json/.parquet/.csv file, or a folder"
         )
-    path = Path(os.path.expanduser(name))
-    if name == DEMO_DATASET and not path.exists():
-        path = DEMO_DATA_DIR
-        if not any(path.glob("*.jsonl")):
-            raise UserError(f"the bundled demo set is missing from {path}: reinstall orpo-dist (pip install -e .)")
+    hub_name = hub_dataset_name(name)
+    if hub_name:
+        return _from_hub(hub_name, config, wanted)
+    path = local_dataset_path(name)
+    if path == DEMO_DATA_DIR and not any(path.glob("*.jsonl")):
+        raise UserError(f"the bundled demo set is missing from {path}: reinstall orpo-dist (pip install -e .)")
     if path.is_file():
         return {default_split: read_file(path, default_split)}
     if path.is_dir():
         if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
             return _from_disk(path, wanted)
         return _from_folder(path, wanted, default_split)
+    raise UserError(f"dataset {name!r} not found: no such file or folder (relative paths start at {Path.cwd()})")
+
+
+def local_dataset_path(name: str) -> Path:
+    path = Path(os.path.expanduser(name))
+    return DEMO_DATA_DIR if name == DEMO_DATASET and not path.exists() else path
+
+
+def hub_dataset_name(name: str | None) -> str | None:
+    """`name` when it can only be a Hub dataset id (no such local file or folder, no file suffix,
+    not a path), else None."""
+    if not name or name == DEMO_DATASET or local_dataset_path(name).exists():
+        return None
     if has_suffix(name) or name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise UserError(f"dataset {name!r} not found: no such file or folder (relative paths start at {Path.cwd()})")
-    return _from_hub(name, config, wanted)
+        return None
+    return name
 
 
 # ---------------------------------------------------------------- local files

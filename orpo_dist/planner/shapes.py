@@ -11,13 +11,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..hub_access import hub_unreachable, offline
 from ..model_rules import apply_config_overrides, default_lora_targets
 
 # name -> (config class, config fields). Numbers copied from each model's config.json on the hub.
@@ -160,26 +160,6 @@ class ModelShape:
                 f"{', tied embeddings' if self.tie_word_embeddings else ''}{moe}")
 
 
-def _offline() -> bool:
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
-               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
-def _hub_unreachable(timeout: float = 3.0) -> str | None:
-    """Why the hub cannot be reached (None if a TCP connection opens): fail in seconds, not after
-    huggingface_hub's retries."""
-    import socket
-    from urllib.parse import urlparse
-
-    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
-            return None
-    except OSError as err:
-        return f"{url.hostname}: {err.strerror or err}"
-
-
 def _known_models_hint() -> str:
     return ("  Built-in models (work offline): " + ", ".join(BUILTIN) +
             " (also their -Instruct variants, and the alias smollm2-135m-instruct).\n"
@@ -217,10 +197,10 @@ def load_config(name_or_path: str):
         return AutoConfig.from_pretrained(name, local_files_only=True), "hub-cache", name
     except Exception:  # noqa: BLE001 - not cached (or not a valid repo id): try online next
         pass
-    if _offline():
+    if offline():
         raise UserError(f"unknown model {name!r}: it is not built in, not in the local Hugging Face cache, and the "
                         f"hub is off (HF_HUB_OFFLINE is set).\n" + _known_models_hint())
-    unreachable = _hub_unreachable()
+    unreachable = hub_unreachable()
     if unreachable:
         raise UserError(f"unknown model {name!r}: it is not built in, not in the local Hugging Face cache, and the "
                         f"hub cannot be reached ({unreachable}).\n" + _known_models_hint())

@@ -1,0 +1,124 @@
+"""What a recipe needs from the Hugging Face Hub, checked in seconds before any heavy work.
+
+Without this, a hub model or dataset name with no network fails after about 31 s of the Hub
+client's retries, and `push_to_hub: true` offline or without a token fails with an httpx traceback
+at the very end of training, when the model is already trained. Names that resolve locally (a
+folder or file, a built-in model, a copy in the Hugging Face cache) need no network.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from .errors import UserError
+
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+CONNECT_TIMEOUT_S = 3.0
+
+
+def offline() -> bool:
+    """The user said there is no hub (any of the HF offline variables is set)."""
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in OFFLINE_VARIABLES)
+
+
+def hub_unreachable(timeout: float = CONNECT_TIMEOUT_S) -> str | None:
+    """Why the hub cannot be reached, or None if a TCP connection opens (HF_ENDPOINT honoured)."""
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
+            return None
+    except OSError as err:
+        return f"{url.hostname}:{port}: {err.strerror or err}"
+
+
+def _hub_cache() -> Path:
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def cached_on_disk(repo_id: str, kind: str) -> bool:
+    """A copy of this repo in the local hub cache (kind: "model" or "dataset")."""
+    return (_hub_cache() / f"{kind}s--{repo_id.replace('/', '--')}").is_dir()
+
+
+def use_cache_only(why: str, log) -> None:
+    """Switch this process (and the processes it starts) to the local cache: the Hub client reads
+    HF_HUB_OFFLINE once at import, so its module constants are set too."""
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ[name] = "1"
+    import huggingface_hub.constants
+
+    huggingface_hub.constants.HF_HUB_OFFLINE = True
+    try:
+        import datasets.config
+
+        datasets.config.HF_HUB_OFFLINE = True
+    except ImportError:  # pragma: no cover - datasets is a dependency
+        pass
+    log(f"the Hugging Face hub cannot be reached ({why}): using the local cache only (HF_HUB_OFFLINE=1)")
+
+
+@dataclass
+class HubNeeds:
+    """Hub repos a run would download, and whether it pushes its model at the end."""
+    downloads: list[tuple[str, str]]  # (what, repo id), e.g. ("model", "meta-llama/Meta-Llama-3-8B")
+    cached: list[tuple[str, str]]
+    push: bool
+
+
+def token() -> str | None:
+    from huggingface_hub import get_token
+
+    return get_token()  # HF_TOKEN, or the file `hf auth login` writes
+
+
+def _hub_model_name(name: str | None) -> str | None:
+    from . import builtin_models
+
+    if not name or builtin_models.is_alias(name):
+        return None
+    if Path(os.path.expanduser(name)).exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
+        return None  # local (a missing local path gets its own message when it loads)
+    return name
+
+
+def recipe_needs(recipe) -> HubNeeds:
+    from .data.sources import hub_dataset_name
+
+    repos = [("model", _hub_model_name(recipe.model.model_name_or_path)),
+             ("tokenizer", _hub_model_name(recipe.model.tokenizer_name_or_path)),
+             ("dataset", hub_dataset_name(recipe.data.dataset_name))]
+    repos = [(what, repo) for what, repo in repos if repo]
+    cached = [(w, r) for w, r in repos if cached_on_disk(r, "dataset" if w == "dataset" else "model")]
+    downloads = [(w, r) for w, r in repos if (w, r) not in cached]
+    return HubNeeds(downloads, cached, bool(recipe.training.push_to_hub))
+
+
+def check_hub_access(needs: HubNeeds, log) -> None:
+    """Refuse, in one line and in seconds, what cannot work without the hub; fall back to the
+    cache when every download is cached but the hub does not answer."""
+    if not needs.downloads and not needs.cached and not needs.push:
+        return
+    if needs.push and not token():
+        raise UserError("push_to_hub is on but no Hugging Face token is set: run `hf auth login` or set HF_TOKEN "
+                        "(a token with write access), or set push_to_hub: false and upload the output folder later")
+    why = "HF_HUB_OFFLINE is set" if offline() else hub_unreachable()
+    if why is None:
+        return
+    if needs.push:
+        raise UserError(f"push_to_hub is on but the Hugging Face hub cannot be reached ({why}): the model could "
+                        "not be uploaded after training. Set push_to_hub: false (upload the output folder later "
+                        "with `hf upload`), or run where the hub is reachable")
+    if needs.downloads:
+        names = ", ".join(f"{what} {repo!r}" for what, repo in needs.downloads)
+        raise UserError(f"{names}: not a local file or folder, not in the local Hugging Face cache, and the hub "
+                        f"cannot be reached ({why}). Download it once where there is network "
+                        "(`hf download REPO`, add --repo-type dataset for data), or give a local path")
+    if not offline():
+        use_cache_only(why, log)
