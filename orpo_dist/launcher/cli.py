@@ -14,8 +14,9 @@ import subprocess
 import sys
 
 from ..errors import UserError
-from ..run_folder import was_stopped
+from ..run_folder import last_checkpoint, was_stopped
 from .command import build, gpu_count, ignore_stop_signals, layout_from_env
+from .failures import StderrRelay, failure_message
 from .strategies import STRATEGIES
 
 EPILOG = """examples:
@@ -77,7 +78,8 @@ def run(command, output_dir: str | None = None) -> int:
     """Run the launcher in its own process group and pass SIGTERM/SIGINT/SIGUSR1/2 on to it: the
     training processes checkpoint and stop on SIGUSR1/2 (the launchers in between ignore them)."""
     proc = subprocess.Popen(command.argv, env={**os.environ, **command.env}, start_new_session=True,
-                            preexec_fn=ignore_stop_signals)
+                            preexec_fn=ignore_stop_signals, stderr=subprocess.PIPE)
+    relay = StderrRelay(proc.stderr)
 
     def forward(signum, _frame):
         try:
@@ -88,6 +90,7 @@ def run(command, output_dir: str | None = None) -> int:
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)}
     try:
         code = proc.wait()
+        relay.wait()
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -95,8 +98,15 @@ def run(command, output_dir: str | None = None) -> int:
         print("orpo-dist launch: the run checkpointed and stopped on request; continue it with --resume", flush=True)
         return code
     if code != 0:
-        raise UserError(f"training exited with status {code} (its own error is printed above)")
+        raise UserError(failure_message(code, relay.failure_summary) + resume_hint(output_dir))
     return 0
+
+
+def resume_hint(output_dir: str | None) -> str:
+    last = last_checkpoint(output_dir) if output_dir else None
+    if last is None:
+        return ""
+    return f".\n  The last complete checkpoint is {last}: continue the run with --resume"
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import submitit
 
 from ...run_folder import request_stop, was_stopped
 from ..command import Layout, build, ignore_stop_signals
+from ..failures import StderrRelay, failure_message
 
 
 def node_address(hostname: str) -> str:
@@ -76,11 +77,13 @@ class OrpoJob(submitit.helpers.Checkpointable):
         print(command.shell(), flush=True)
         started = time.time()
         self._proc = subprocess.Popen(command.argv, env={**os.environ, **command.env},
-                                      preexec_fn=ignore_stop_signals)
+                                      preexec_fn=ignore_stop_signals, stderr=subprocess.PIPE)
+        relay = StderrRelay(self._proc.stderr)
         # Poll rather than wait(): Slurm's signal runs checkpoint() in this thread, and a wait()
         # interrupted there holds the Popen lock that checkpoint()'s own wait needs.
         while (code := self._proc.poll()) is None:
             time.sleep(1)
+        relay.wait()
         if was_stopped(self.output_dir, code):
             # Checkpointed for pre-emption. Task 0 is requeuing the job, which ends this task too;
             # wait for that rather than report a result that isn't one.
@@ -92,7 +95,8 @@ class OrpoJob(submitit.helpers.Checkpointable):
             raise RuntimeError(f"training on node {env.node} ({node_name}) was killed by signal {-code} "
                                "(scancel, a node failure or the time limit)")
         if code != 0:
-            raise RuntimeError(f"training on node {env.node} ({node_name}) exited with status {code}")
+            raise RuntimeError(f"training on node {env.node} ({node_name}) failed: "
+                               + failure_message(code, relay.failure_summary))
         return {"node": env.node, "hostname": node_name, "status": "completed", "restarts": restarts,
                 "seconds": round(time.time() - started, 1)}
 
