@@ -37,9 +37,10 @@ def model_path(margs: ModelArguments) -> str:
     return builtin_models.resolve(margs.model_name_or_path)
 
 
-def check_model_folder(name: str) -> None:
+def check_model_folder(name: str, trust_remote_code: bool = False) -> None:
     """A local model folder must hold a config.json with a model_type (else transformers fails
-    with an error that does not say which folder, or what is missing)."""
+    with an error that does not say which folder, or what is missing), and its own Python code
+    (auto_map) runs only when the recipe says trust_remote_code."""
     folder = Path(name)
     if not folder.is_dir():
         return  # a hub name or a file: transformers' own errors name it
@@ -56,6 +57,11 @@ def check_model_folder(name: str) -> None:
     if not isinstance(data, dict) or not data.get("model_type"):
         raise UserError(f"{config} has no model_type: transformers cannot tell which architecture it is "
                         "(add e.g. \"model_type\": \"llama\", or re-save the model with save_pretrained)")
+    if data.get("auto_map") and not trust_remote_code:
+        code = sorted({str(v).split(".")[0] + ".py" for v in data["auto_map"].values() if isinstance(v, str)})
+        raise UserError(f"model folder {folder} brings its own Python code ({', '.join(code)}, named in auto_map "
+                        "of its config.json), which would run on load. Read it, then set trust_remote_code: true "
+                        "in the recipe if you trust it; orpo-dist never runs it otherwise")
 
 
 def load_tokenizer(margs: ModelArguments, training: OrpoDistConfig):
@@ -65,7 +71,7 @@ def load_tokenizer(margs: ModelArguments, training: OrpoDistConfig):
     kwargs = {"revision": margs.model_revision, "trust_remote_code": training.trust_remote_code}
     if margs.gguf_file and not margs.tokenizer_name_or_path:
         kwargs["gguf_file"] = margs.gguf_file
-    check_model_folder(name)
+    check_model_folder(name, training.trust_remote_code)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
     except (OSError, ValueError) as err:
@@ -110,6 +116,7 @@ def load_model(margs: ModelArguments, training: OrpoDistConfig):
     from transformers import AutoConfig, AutoModelForCausalLM, set_seed
 
     path = model_path(margs)
+    check_model_folder(path, training.trust_remote_code)
     dtype = model_dtype(margs, training)
     common = {"revision": margs.model_revision, "trust_remote_code": training.trust_remote_code}
     if margs.gguf_file:

@@ -42,6 +42,12 @@ def _is_number(value: Any) -> bool:
 
 def check_training_values(get: Callable[[str], Any]) -> None:
     """`get(field)` -> the value training would use (an args object's getattr, or a dict's get)."""
+    if get("hub_token"):
+        # The Trainer pickles its arguments into every checkpoint (training_args.bin) and the
+        # resolved recipe is saved beside the model: a token there would travel with the model.
+        raise UserError("hub_token is set in the recipe or on the command line: tokens must not be in a recipe "
+                        "(it is saved with the run and its checkpoints). Remove it and set HF_TOKEN in the "
+                        "environment, or run `hf auth login`")
     for name, meaning in POSITIVE_INTS.items():
         value = get(name)
         if value is not None and (not _is_int(value) or value < 1):

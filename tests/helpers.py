@@ -29,3 +29,24 @@ def run_cli(*args, timeout=600, env=None) -> subprocess.CompletedProcess:
         [sys.executable, "-m", "orpo_dist", *map(str, args)],
         cwd=REPO, capture_output=True, text=True, timeout=timeout, env=full_env,
     )
+
+
+# Secret-looking values a user has in the environment; no file a run writes may hold one.
+SECRETS = {
+    "HF_TOKEN": "hf_orpoDistTestSecretToken0001",
+    "HUGGING_FACE_HUB_TOKEN": "hf_orpoDistTestSecretToken0002",
+    "WANDB_API_KEY": "wandbOrpoDistTestSecretKey0003",
+    "OPENAI_API_KEY": "sk-orpoDistTestSecretKey0004",
+    "AWS_SECRET_ACCESS_KEY": "awsOrpoDistTestSecretKey0005",
+}
+
+
+def files_holding(values, *folders) -> list[str]:
+    """Every file under `folders` whose bytes hold one of `values` (binary files and pickles too)."""
+    found = []
+    for folder in folders:
+        for path in Path(folder).rglob("*"):
+            if path.is_file():
+                data = path.read_bytes()
+                found += [f"{path}: {v[:6]}..." for v in values if v.encode() in data]
+    return found
