@@ -1,4 +1,5 @@
-"""Writes that are all-or-nothing: a reader (or a crash) never sees half a file or folder.
+"""Writes that are all-or-nothing: a reader (or a crash) never sees half a file or folder
+(exports, the final model, the files beside it).
 
 Everything is produced under a hidden temporary name in the destination folder (same file
 system, so the final rename is atomic) and renamed into place once complete.
@@ -12,7 +13,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import UserError
+from .errors import UserError
 
 
 def partial_path(path: Path) -> Path:
@@ -55,3 +56,32 @@ def new_folder(path: Path):
             shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def publish_folder_contents(staging: Path, dest: Path) -> None:
+    """Move every file `staging` holds into `dest` (each by an atomic rename), then remove it.
+    A model saved into `staging` first is never seen half-written in `dest`."""
+    for item in sorted(staging.rglob("*"), key=lambda p: len(p.parts)):
+        target = dest / item.relative_to(staging)
+        if item.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        else:
+            os.replace(item, target)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+# How a full disk shows up: OSError(ENOSPC) from Python, "No space left on device (os error 28)"
+# from safetensors, and torch.save's PytorchStreamWriter "file write failed" (errno lost).
+_DISK_FULL_WORDS = ("No space left on device", "os error 28", "file write failed", "unexpected pos")
+
+
+def disk_full(err: BaseException, folder: Path, low_bytes: int = 64 << 20) -> bool:
+    """Whether `err` (raised while writing under `folder`) comes from a full disk."""
+    import errno
+
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if not any(w in str(err) for w in _DISK_FULL_WORDS):
+        return False
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("/"))
+    return "No space left" in str(err) or shutil.disk_usage(existing).free < low_bytes

@@ -78,7 +78,7 @@ def token() -> str | None:
     return get_token()  # HF_TOKEN, or the file `hf auth login` writes
 
 
-def _hub_model_name(name: str | None) -> str | None:
+def hub_model_name(name: str | None) -> str | None:
     from . import builtin_models
 
     if not name or builtin_models.is_alias(name):
@@ -86,18 +86,6 @@ def _hub_model_name(name: str | None) -> str | None:
     if Path(os.path.expanduser(name)).exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
         return None  # local (a missing local path gets its own message when it loads)
     return name
-
-
-def recipe_needs(recipe) -> HubNeeds:
-    from .data.sources import hub_dataset_name
-
-    repos = [("model", _hub_model_name(recipe.model.model_name_or_path)),
-             ("tokenizer", _hub_model_name(recipe.model.tokenizer_name_or_path)),
-             ("dataset", hub_dataset_name(recipe.data.dataset_name))]
-    repos = [(what, repo) for what, repo in repos if repo]
-    cached = [(w, r) for w, r in repos if cached_on_disk(r, "dataset" if w == "dataset" else "model")]
-    downloads = [(w, r) for w, r in repos if (w, r) not in cached]
-    return HubNeeds(downloads, cached, bool(recipe.training.push_to_hub))
 
 
 def check_hub_access(needs: HubNeeds, log) -> None:

@@ -58,7 +58,9 @@ class OrpoDistTrainer(ORPOTrainer):
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
             folder = Path(self._get_output_dir(trial=trial)) / f"{CHECKPOINT_PREFIX}-{self.state.global_step}"
-            mark_complete(folder)
+            mark_complete(folder, {"world_size": self.accelerator.num_processes,
+                                   "per_device_train_batch_size": self.args.per_device_train_batch_size,
+                                   "gradient_accumulation_steps": self.args.gradient_accumulation_steps})
             rotate_complete_checkpoints(folder.parent, limit, self.state.best_model_checkpoint)
         self.accelerator.wait_for_everyone()
 

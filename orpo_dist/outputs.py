@@ -7,6 +7,7 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
+from .atomic import write_text
 from .model_rules import method_label, training_method
 from .recipe import Recipe, write_resolved
 from .run_folder import METRICS_FILE, MODEL_CARD_FILE, RECIPE_FILE, VERSIONS_FILE, read_metrics
@@ -29,7 +30,7 @@ def write_run_info(recipe: Recipe, output_dir: Path, world_size: int, device: st
     output_dir.mkdir(parents=True, exist_ok=True)
     write_resolved(recipe, output_dir / RECIPE_FILE)
     info = {"packages": package_versions(), "world_size": world_size, "device": device}
-    (output_dir / VERSIONS_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    write_text(output_dir / VERSIONS_FILE, json.dumps(info, indent=2) + "\n")
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -97,4 +98,4 @@ ORPO ({method}) of `{m.model_name_or_path}` on `{d.dataset_name}`, trained with
 {load}
 ```
 """
-    (output_dir / MODEL_CARD_FILE).write_text(card)
+    write_text(output_dir / MODEL_CARD_FILE, card)

@@ -361,7 +361,9 @@ def resolved_dict(recipe: Recipe) -> dict[str, Any]:
 
 
 def write_resolved(recipe: Recipe, path: str | os.PathLike) -> None:
-    Path(path).write_text(yaml.safe_dump(resolved_dict(recipe), sort_keys=True))
+    from .atomic import write_text
+
+    write_text(Path(path), yaml.safe_dump(resolved_dict(recipe), sort_keys=True))
 
 
 def check_without_hardware(recipe: str, overrides: list[str]) -> dict[str, Any]:

@@ -35,6 +35,7 @@ MODEL_CARD_FILE = "README.md"
 EVAL_FILE = "eval.json"
 EVAL_REPORT_FILE = "eval.md"
 PLOTS_FOLDER = "plots"
+FINAL_STAGING_FOLDER = ".final-model.partial"  # the final model is saved here, then moved into the run folder
 STOP_FILE = "STOP"
 STOPPED_FILE = "STOPPED"
 CHECKPOINT_PREFIX = "checkpoint"  # checkpoint-<global step>: transformers' PREFIX_CHECKPOINT_DIR
@@ -82,9 +83,25 @@ def checkpoints(output_dir: str | Path) -> list[Path]:
     return sorted(found, key=checkpoint_step)
 
 
-def mark_complete(checkpoint: str | Path) -> None:
-    """Written by the main process once every rank has finished saving `checkpoint`."""
-    (Path(checkpoint) / CHECKPOINT_COMPLETE_FILE).write_text("complete\n")
+def mark_complete(checkpoint: str | Path, layout: dict | None = None) -> None:
+    """Written by the main process once every rank has finished saving `checkpoint`; it records the
+    layout that wrote it (world_size, per_device_train_batch_size, gradient_accumulation_steps),
+    which an elastic resume needs (orpo_dist/elastic.py)."""
+    (Path(checkpoint) / CHECKPOINT_COMPLETE_FILE).write_text(json.dumps({"complete": True, **(layout or {})}) + "\n")
+
+
+LAYOUT_FIELDS = ("world_size", "per_device_train_batch_size", "gradient_accumulation_steps")
+
+
+def checkpoint_layout(checkpoint: str | Path) -> dict | None:
+    """The layout a checkpoint was written by, or None when its marker does not say (older runs)."""
+    try:
+        data = json.loads((Path(checkpoint) / CHECKPOINT_COMPLETE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not all(isinstance(data.get(f), int) for f in LAYOUT_FIELDS):
+        return None
+    return {f: data[f] for f in LAYOUT_FIELDS}
 
 
 def incomplete_reason(checkpoint: str | Path, markers_in_use: bool = True) -> str | None:

@@ -15,12 +15,16 @@ from pathlib import Path
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
+from .atomic import disk_full, publish_folder_contents  # noqa: E402
+from .elastic import convert_to_universal, plan_resume  # noqa: E402
 from .errors import UserError  # noqa: E402
-from .hub_access import check_hub_access, recipe_needs  # noqa: E402
+from .data.sources import hub_dataset_name  # noqa: E402
+from .hub_access import HubNeeds, cached_on_disk, check_hub_access, hub_model_name  # noqa: E402
 from .process import is_main_process, main_process_print  # noqa: E402
 from .recipe import Recipe, parse  # noqa: E402
 from .run_folder import (  # noqa: E402
-    EXIT_STOPPED, HELDOUT_FILE, checkpoint_step, checkpoints, incomplete_reason, last_complete_checkpoint, mark_stopped,
+    EXIT_STOPPED, FINAL_STAGING_FOLDER, HELDOUT_FILE, checkpoint_step, checkpoints, incomplete_reason,
+    last_complete_checkpoint, mark_stopped,
 )
 
 
@@ -72,6 +76,17 @@ def resolve_checkpoint(recipe: Recipe) -> str | None:
     return str(last)
 
 
+def recipe_needs(recipe: Recipe) -> HubNeeds:
+    """The hub repos this run would download, and whether it pushes (checked before heavy work)."""
+    repos = [("model", hub_model_name(recipe.model.model_name_or_path)),
+             ("tokenizer", hub_model_name(recipe.model.tokenizer_name_or_path)),
+             ("dataset", hub_dataset_name(recipe.data.dataset_name))]
+    repos = [(what, repo) for what, repo in repos if repo]
+    cached = [(w, r) for w, r in repos if cached_on_disk(r, "dataset" if w == "dataset" else "model")]
+    downloads = [(w, r) for w, r in repos if (w, r) not in cached]
+    return HubNeeds(downloads, cached, bool(recipe.training.push_to_hub))
+
+
 def run(recipe: Recipe, extra_callbacks=(), on_trainer=None, save_model: bool = True) -> TrainResult:
     """on_trainer(trainer) is called once the trainer is built (the benchmark counts tokens there);
     save_model=False skips the final save (a benchmark's throw-away run)."""
@@ -87,6 +102,7 @@ def run(recipe: Recipe, extra_callbacks=(), on_trainer=None, save_model: bool = 
     checkpoint = resolve_checkpoint(recipe)
     check_hub_access(recipe_needs(recipe), log)
     resume_step = checkpoint_step(checkpoint) if checkpoint else None
+    elastic = plan_resume(checkpoint, training, log) if checkpoint else None
 
     tokenizer = load_tokenizer(recipe.model, training)
     data = prepare_datasets(recipe.data, tokenizer, training.max_length, training.seed, log=log,
@@ -111,6 +127,10 @@ def run(recipe: Recipe, extra_callbacks=(), on_trainer=None, save_model: bool = 
     )
     if on_trainer is not None:
         on_trainer(trainer)
+    if elastic is not None and elastic.converted:
+        if is_main_process():
+            convert_to_universal(checkpoint, log)
+        trainer.accelerator.wait_for_everyone()
     world = trainer.accelerator.num_processes
     if is_main_process():
         write_run_info(recipe, out, world, str(trainer.accelerator.device))
@@ -125,7 +145,12 @@ def run(recipe: Recipe, extra_callbacks=(), on_trainer=None, save_model: bool = 
         + (f"; resuming from {checkpoint}" if checkpoint else "")
     )
 
-    trainer.train(resume_from_checkpoint=checkpoint)
+    try:
+        trainer.train(resume_from_checkpoint=checkpoint)
+    except (OSError, RuntimeError) as err:
+        if disk_full(err, out):
+            raise UserError(disk_full_message(out)) from None
+        raise
     if guard.bad is not None:
         step, key, value = guard.bad
         raise UserError(
@@ -142,13 +167,35 @@ def run(recipe: Recipe, extra_callbacks=(), on_trainer=None, save_model: bool = 
     is_adapter = recipe.model.use_peft
     if not save_model:
         return TrainResult(out, trainer.state.global_step, is_adapter, checkpoint)
-    trainer.save_model(str(out))
-    if is_main_process():
-        plots = draw_training_plots(out)
-        write_model_card(recipe, out, is_adapter, plots_markdown(out, plots))
+    # Saved aside and moved in when whole: a crash or a full disk never leaves a torn model in
+    # `out` (the model card, written last, says the run finished).
+    staging = out / FINAL_STAGING_FOLDER
+    try:
+        trainer.save_model(str(staging), _internal_call=True)
+        trainer.accelerator.wait_for_everyone()
+        if is_main_process():
+            publish_folder_contents(staging, out)
+            plots = draw_training_plots(out)
+            write_model_card(recipe, out, is_adapter, plots_markdown(out, plots))
+    except (OSError, RuntimeError) as err:
+        if disk_full(err, out):
+            raise UserError(disk_full_message(out)) from None
+        raise
     trainer.accelerator.wait_for_everyone()
+    if training.push_to_hub:
+        trainer.push_to_hub()
     log(f"model saved in {out}")
     return TrainResult(out, trainer.state.global_step, is_adapter, checkpoint)
+
+
+def disk_full_message(out: Path) -> str:
+    import shutil
+
+    last = last_complete_checkpoint(out)[0] if out.is_dir() else None
+    free = shutil.disk_usage(next(p for p in (out, *out.parents) if p.exists())).free
+    kept = f"The last complete checkpoint, {last.name}, is intact" if last else "No checkpoint was complete yet"
+    return (f"the disk holding {out} is full ({free / 2**20:.0f} MiB free): a save did not finish and was not "
+            f"kept. {kept}. Free some space (save_total_limit keeps fewer checkpoints), then continue with --resume")
 
 
 def main(argv: list[str] | None = None) -> int:

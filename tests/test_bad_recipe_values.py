@@ -121,7 +121,8 @@ def test_hub_needs_are_told_apart(tmp_path, monkeypatch):
     and when the hub does not answer the run switches to the cache instead of retrying."""
     import huggingface_hub.constants
 
-    from orpo_dist.hub_access import check_hub_access, recipe_needs
+    from orpo_dist.hub_access import check_hub_access
+    from orpo_dist.train import recipe_needs
     from orpo_dist.recipe import parse
 
     def needs(*args):

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from ..errors import UserError
-from .atomic import ensure_writable, write_text
+from ..atomic import ensure_writable, write_text
 
 MERGED_FOLDER = "merged"
 MODELFILE = "Modelfile"

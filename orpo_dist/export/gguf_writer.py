@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import UserError
 from .architectures import HINT, GgufArch, gguf_arch
-from .atomic import partial_path
+from ..atomic import partial_path
 from .gguf_vocab import add_tokenizer
 
 # --gguf NAME -> (type of the matrices, llama.cpp's file type)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from .atomic import new_folder
+from ..atomic import new_folder
 from .source import RunSource
 
 

@@ -15,6 +15,10 @@ def _sinfo(*args: str) -> str:
             "no Slurm reachable: `sinfo` is not on PATH. Run this on a login node, start a local cluster "
             "(bash scripts/local-cluster.sh start), or use --cluster local to run the job here."
         )
+    missing = _missing_config()
+    if missing:
+        raise UserError(f"no Slurm reachable: {missing}. Set SLURM_CONF to the cluster's slurm.conf (local "
+                        "cluster: eval \"$(bash scripts/local-cluster.sh env)\"), or use --cluster local")
     try:
         out = subprocess.run(["sinfo", *args], capture_output=True, text=True, timeout=60)
     except subprocess.TimeoutExpired:
@@ -25,6 +29,17 @@ def _sinfo(*args: str) -> str:
             "  Is slurmctld up and SLURM_CONF set? (local cluster: eval \"$(bash scripts/local-cluster.sh env)\")"
         )
     return out.stdout
+
+
+def _missing_config() -> str | None:
+    """SLURM_CONF naming a file that is not there (Slurm's clients retry it for 60 s). When it is
+    unset, the clients' compiled-in default (often not /etc/slurm) is theirs to find."""
+    import os
+
+    conf = os.environ.get("SLURM_CONF")
+    if conf and not os.path.isfile(conf):
+        return f"SLURM_CONF names {conf}, which does not exist"
+    return None
 
 
 def partitions() -> dict[str, dict]:
