@@ -198,12 +198,34 @@ def disk_full_message(out: Path) -> str:
             f"kept. {kept}. Free some space (save_total_limit keeps fewer checkpoints), then continue with --resume")
 
 
+# How a collective fails on the ranks that survive another's death (gloo, NCCL) or lose its link.
+PEER_LOST_WORDS = ("Connection reset by peer", "Connection closed by peer", "Broken pipe", "Connection refused",
+                   "NCCL communicator was aborted", "Timed out", "timed out", "Socket Timeout")
+EXIT_PEER_LOST = 1
+
+
+def peer_lost(err: BaseException) -> bool:
+    import torch.distributed as dist
+
+    return isinstance(err, (dist.DistError, RuntimeError)) and any(w in str(err) for w in PEER_LOST_WORDS) \
+        and dist.is_available() and dist.is_initialized()
+
+
 def main(argv: list[str] | None = None) -> int:
     recipe = parse(argv)
     try:
         run(recipe)
     except StoppedForResume:
         return EXIT_STOPPED
+    except Exception as err:  # noqa: BLE001 - only a lost peer is turned into a line; the rest re-raises
+        if not peer_lost(err):
+            raise
+        # Another process died or its link went down: this rank's traceback would only bury the
+        # launcher's line that names the process that failed.
+        first = str(err).strip().splitlines()[0][:300]
+        print(f"orpo-dist: rank {os.environ.get('RANK', '?')} lost contact with the other training processes "
+              f"({first}); stopping", file=sys.stderr, flush=True)
+        return EXIT_PEER_LOST
     return 0
 
 
