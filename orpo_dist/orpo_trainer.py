@@ -64,6 +64,11 @@ class OrpoDistTrainer(ORPOTrainer):
             rotate_complete_checkpoints(folder.parent, limit, self.state.best_model_checkpoint)
         self.accelerator.wait_for_everyone()
 
+    def create_model_card(self, *args, **kwargs) -> None:
+        """TRL writes its card into the run folder at every checkpoint, before any model is there;
+        orpo-dist writes its own (outputs.write_model_card) once the final model is in place, so a
+        README.md in a run folder means the run finished."""
+
     def tokenize_row(self, feature, model=None) -> dict:
         if self.max_prompt_length is None or self.is_encoder_decoder:
             return super().tokenize_row(feature, model)
