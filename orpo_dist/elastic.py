@@ -63,7 +63,7 @@ def plan_resume(checkpoint: str | Path, training, log) -> Change | None:
     if saved is None or saved["world_size"] == world:
         return None
     tag = deepspeed_tag(checkpoint)
-    if tag and not training.deepspeed:
+    if tag and not uses_deepspeed(training):
         raise UserError(f"{checkpoint} holds DeepSpeed ZeRO shards from {saved['world_size']} process(es); its "
                         "optimizer state can only be resumed under DeepSpeed: `orpo-dist launch --strategy "
                         "zero3 --num-processes N ... --resume` (any N)")
@@ -79,17 +79,23 @@ def plan_resume(checkpoint: str | Path, training, log) -> Change | None:
                         f"number of processes that divides {global_batch}")
     before = (training.per_device_train_batch_size, training.gradient_accumulation_steps)
     training.per_device_train_batch_size, training.gradient_accumulation_steps = batch, accumulation
-    if training.deepspeed:
-        refresh_deepspeed_config(training, load_universal=bool(tag))
+    if training.deepspeed:  # a DeepSpeed config given in the recipe (not by accelerate's config file)
+        refresh_deepspeed_config(training)
     log(f"resuming a checkpoint of {saved['world_size']} process(es) on {world}: per-device batch x gradient "
         f"accumulation {before[0]} x {before[1]} -> {batch} x {accumulation}, keeping the global batch at "
         f"{global_batch}" + ("; DeepSpeed's shards are loaded as a universal checkpoint" if tag else ""))
     return Change(saved["world_size"], world, global_batch, batch, accumulation, bool(tag))
 
 
-def refresh_deepspeed_config(training, load_universal: bool) -> None:
+def uses_deepspeed(training) -> bool:
+    """DeepSpeed from the recipe's `deepspeed` field, or from `accelerate launch`'s config file."""
+    return bool(training.deepspeed) or os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true")
+
+
+def refresh_deepspeed_config(training) -> None:
     """Fill the DeepSpeed config's "auto" fields again from the changed arguments (transformers
-    fills them once, when the arguments are built), as Trainer does for auto_find_batch_size."""
+    fills them once, when the arguments are built), as Trainer does for auto_find_batch_size.
+    (With accelerate's config file they are filled when the trainer is built, after this.)"""
     from accelerate.utils import DeepSpeedPlugin
     from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
 
@@ -97,12 +103,17 @@ def refresh_deepspeed_config(training, load_universal: bool) -> None:
     if not isinstance(config, dict):
         config = json.loads(Path(config).read_text())
     config = json.loads(json.dumps(config))
-    if load_universal:
-        config.setdefault("checkpoint", {})["load_universal"] = True
     training.deepspeed = config
     training.hf_deepspeed_config = HfTrainerDeepSpeedConfig(config)
     training.hf_deepspeed_config.trainer_config_process(training)
     training.deepspeed_plugin = DeepSpeedPlugin(hf_ds_config=training.hf_deepspeed_config)
+
+
+def load_as_universal(trainer) -> None:
+    """Have DeepSpeed read the checkpoint's universal form: its engine is built from this config
+    when training starts (accelerator.prepare), after the trainer is."""
+    config = trainer.accelerator.state.deepspeed_plugin.deepspeed_config
+    config.setdefault("checkpoint", {})["load_universal"] = True
 
 
 def convert_to_universal(checkpoint: str | Path, log) -> None:

@@ -16,7 +16,7 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from .atomic import disk_full, publish_folder_contents  # noqa: E402
-from .elastic import convert_to_universal, plan_resume  # noqa: E402
+from .elastic import convert_to_universal, load_as_universal, plan_resume  # noqa: E402
 from .errors import UserError  # noqa: E402
 from .data.sources import hub_dataset_name  # noqa: E402
 from .hub_access import HubNeeds, cached_on_disk, check_hub_access, hub_model_name  # noqa: E402
@@ -131,6 +131,7 @@ def run(recipe: Recipe, extra_callbacks=(), on_trainer=None, save_model: bool = 
         if is_main_process():
             convert_to_universal(checkpoint, log)
         trainer.accelerator.wait_for_everyone()
+        load_as_universal(trainer)
     world = trainer.accelerator.num_processes
     if is_main_process():
         write_run_info(recipe, out, world, str(trainer.accelerator.device))

@@ -61,6 +61,8 @@ def launch(strategy, nproc, out, model_dir, pairs, *overrides, env=None, crash_a
     if crash_at is not None:
         full_env["PROBE_CRASH_AT"] = str(crash_at)
     result = subprocess.run(command.argv, env=full_env, cwd=REPO, capture_output=True, text=True, timeout=900)
+    probe_dir.mkdir(parents=True, exist_ok=True)
+    (probe_dir / "launch.log").write_text(result.stdout + result.stderr)
     if check:
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return {int(p.stem[4:]): json.loads(p.read_text()) for p in probe_dir.glob("rank*.json")}
@@ -244,6 +246,9 @@ def test_zero3_checkpoint_of_2_processes_resumes_on_1(zero3_run, tmp_path, tiny_
     print(f"2 -> 1 process resume: relative loss differences {['%.1e' % d for d in diffs]}")
     assert max(diffs) < ELASTIC_RTOL
     assert (out / "checkpoint-3" / "latest_universal").is_file()
+    said = Path(str(out) + "-probe", "launch.log").read_text()
+    assert ("resuming a checkpoint of 2 process(es) on 1: per-device batch x gradient accumulation 4 x 1 -> 4 x 2, "
+            "keeping the global batch at 8; DeepSpeed's shards are loaded as a universal checkpoint") in said
     assert json.loads((out / "checkpoint-6" / "COMPLETE").read_text())["gradient_accumulation_steps"] == 2
 
 
