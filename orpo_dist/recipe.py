@@ -189,7 +189,21 @@ class OrpoDistConfig(ORPOConfig):
                 # Without use_cpu, `accelerate launch --multi_gpu` on a CPU starts ranks that never
                 # synchronise their gradients, silently. With it, DDP runs over gloo.
                 self.use_cpu = True
+                start_cpu_process_group(self.ddp_backend or "gloo", self.ddp_timeout)
         super().__post_init__()
+
+
+def start_cpu_process_group(backend: str, timeout_s: int) -> None:
+    """Start the CPU process group with the recipe's ddp_timeout: transformers passes the timeout
+    on every path except use_cpu, where collectives would wait torch's default 30 minutes for a
+    rank that is gone or cut off. The state is shared, so the Trainer's own setup reuses it."""
+    if int(os.environ.get("WORLD_SIZE") or 1) < 2:
+        return
+    from datetime import timedelta
+
+    from accelerate import PartialState
+
+    PartialState(cpu=True, backend=backend, timeout=timedelta(seconds=timeout_s))
 
 
 class Recipe(NamedTuple):

@@ -83,3 +83,25 @@ def test_a_killed_rank_ends_the_job_with_its_name_then_resume_repeats_the_losses
     assert repeated  # the dead run had logged steps past its checkpoint
     for step in repeated:
         assert after[step] == pytest.approx(before[step], rel=1e-5), step
+
+
+def test_a_silent_rank_ends_the_job_at_the_collective_timeout(tmp_path):
+    """A rank that stops answering without closing its connections (a frozen process; to gloo
+    the same as a cut link) is caught by the user's collective timeout (ddp_timeout)."""
+    out = tmp_path / "run"
+    timeout_s = 15
+    proc = launch("ddp", out, "--ddp_timeout", str(timeout_s))
+    try:
+        wait_for(lambda: len(train_logs(out)) >= 3, 300, "training to start")
+        os.kill(rank_pid(out, 1), signal.SIGSTOP)
+        frozen = time.time()
+        stdout, stderr = proc.communicate(timeout=timeout_s + END_WITHIN_S)
+        ended_s = time.time() - frozen
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    print(f"ddp_timeout {timeout_s} s: the job ended {ended_s:.1f} s after rank 1 froze")
+    assert ended_s < timeout_s + END_WITHIN_S
+    assert proc.returncode != 0 and "Traceback" not in stderr, stderr[-4000:]
+    assert "rank 0 lost contact with the other training processes" in stderr and "Timed out" in stderr
+    assert "rank 0 (local rank 0 on" in stderr

@@ -111,6 +111,10 @@ class StderrRelay:
             self._emit("".join(self._held))
 
     def _line(self, line: str) -> None:
+        if "\r" in line and not (self._held or self._swallowing):
+            # a progress bar's last redraw, then whatever came after it on the same line
+            head, _, line = line.rpartition("\r")
+            self._emit(head + "\r")
         if self._swallowing:
             self.failure_summary += line
         elif self._held:

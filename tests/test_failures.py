@@ -1,0 +1,66 @@
+"""The launcher's reading of torchrun's failure summary and its stderr relay (no processes)."""
+
+from __future__ import annotations
+
+import io
+import os
+
+from orpo_dist.launcher.failures import StderrRelay, failure_message, parse_failures
+
+SUMMARY = """Traceback (most recent call last):
+  File "/venv/bin/accelerate", line 8, in <module>
+    sys.exit(main())
+torch.distributed.elastic.multiprocessing.errors.ChildFailedError: 
+============================================================
+orpo_dist.train FAILED
+------------------------------------------------------------
+Failures:
+[1]:
+  time      : 2026-12-02_17:42:34
+  host      : gpu-node-7
+  rank      : 0 (local_rank: 0)
+  exitcode  : -15 (pid: 16316)
+  error_file: <N/A>
+  traceback : Signal 15 (SIGTERM) received by PID 16316
+------------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-12-02_17:42:34
+  host      : gpu-node-7
+  rank      : 9 (local_rank: 1)
+  exitcode  : -9 (pid: 16317)
+  error_file: <N/A>
+  traceback : Signal 9 (SIGKILL) received by PID 16317
+============================================================
+"""
+
+
+def test_the_root_cause_comes_first_with_its_signal_and_a_hint():
+    failures = parse_failures(SUMMARY)
+    assert [(f.rank, f.local_rank, f.host, f.exitcode) for f in failures] == [
+        ("9", "1", "gpu-node-7", -9), ("0", "0", "gpu-node-7", -15)]
+    message = failure_message(1, SUMMARY)
+    assert message.startswith("rank 9 (local rank 1 on gpu-node-7, pid 16317) was killed by SIGKILL")
+    assert "out-of-memory killer" in message and "also rank 0" in message
+
+
+def test_no_summary_falls_back_to_the_exit_status():
+    assert failure_message(3, "") == "training exited with status 3 (its own error is printed above)"
+    assert "the launcher was killed by SIGKILL" in failure_message(-9, "")
+
+
+def relay(text: str):
+    read, write = os.pipe()
+    os.write(write, text.encode())
+    os.close(write)
+    out = io.StringIO()
+    r = StderrRelay(os.fdopen(read), out)
+    r.wait()
+    return out.getvalue(), r.failure_summary
+
+
+def test_the_relay_holds_back_only_torchruns_traceback():
+    rank_error = 'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: a real error\n'
+    shown, summary = relay("step 1\n" + rank_error + "progress 50%\r" + SUMMARY)
+    assert shown == "step 1\n" + rank_error + "progress 50%\r"
+    assert "ChildFailedError" in summary and "Root Cause" in summary
