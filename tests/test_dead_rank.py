@@ -1,6 +1,6 @@
 """A rank killed with SIGKILL mid-run (as the out-of-memory killer does) ends the whole
 `orpo-dist launch` job promptly, with one message naming the rank and the signal and no
-traceback; `--resume` then continues from the last complete checkpoint and repeats the losses
+traceback; `--resume` (ZeRO-3) then continues from the last complete checkpoint and repeats the losses
 the dead run had logged after it."""
 
 from __future__ import annotations
@@ -70,6 +70,8 @@ def test_a_killed_rank_ends_the_job_with_its_name_then_resume_repeats_the_losses
     assert proc.returncode != 0 and "Traceback" not in stderr, stderr[-4000:]
     assert "rank 1 (local rank 1 on" in stderr and "was killed by SIGKILL" in stderr, stderr[-3000:]
     assert "out-of-memory killer" in stderr and "--resume" in stderr
+    if strategy != "zero3":
+        return  # resuming after the kill: shown once, on the harder case (sharded ZeRO-3 state)
     before = {r["step"]: r["loss"] for r in train_logs(out)}
     resumed_from = max(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*") if (p / "COMPLETE").is_file())
 
@@ -89,7 +91,7 @@ def test_a_silent_rank_ends_the_job_at_the_collective_timeout(tmp_path):
     """A rank that stops answering without closing its connections (a frozen process; to gloo
     the same as a cut link) is caught by the user's collective timeout (ddp_timeout)."""
     out = tmp_path / "run"
-    timeout_s = 15
+    timeout_s = 5
     proc = launch("ddp", out, "--ddp_timeout", str(timeout_s))
     try:
         wait_for(lambda: len(train_logs(out)) >= 3, 300, "training to start")

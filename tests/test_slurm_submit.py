@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import REPO, run_cli, train_logs
+from .helpers import REPO, SECRETS, files_holding, run_cli, train_logs
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 TINY = REPO / "orpo_dist" / "recipes" / "tiny.yaml"
@@ -72,8 +72,12 @@ def wait_for_training(out, timeout: float = 300) -> None:
 
 def test_two_node_zero3_job_completes(slurm_env, tmp_path):
     out = tmp_path / "run"
-    result = submit(slurm_env, out, ["--time", "15", "--wait"], ["--max_steps", "8", "--save_strategy", "no"])
+    # Tokens in the submitting environment reach the job (sbatch exports it) but no file it writes.
+    result = submit({**slurm_env, **SECRETS}, out, ["--time", "15", "--wait"],
+                    ["--max_steps", "8", "--save_strategy", "no"])
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert (out / "submitit").is_dir() and any((out / "submitit").rglob("*.sh"))  # the sbatch script
+    assert not files_holding(SECRETS.values(), out)  # model, logs, submitit's script and pickles
     assert "node 0 (" in result.stdout and "node 1 (" in result.stdout  # both nodes took part
     assert "final metrics" in result.stdout
     assert (out / "model.safetensors").is_file() and len(train_logs(out)) == 4
@@ -213,10 +217,16 @@ def test_plain_sbatch_script_runs_the_same_job(slurm_env, tmp_path):
     (["--nodes", "3"], "has 2 node"),
     (["--gpus-per-node", "4"], "GPU(s) each"),
 ])
-def test_bad_requests_are_refused_before_submission(slurm_env, tmp_path, args, message):
-    result = run_cli("submit", "--strategy", "zero3", "--gpus-per-node", "0", "--nodes", "2", *args, TINY,
-                     "--output_dir", tmp_path / "x", timeout=120, env=slurm_env)
-    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+def test_bad_requests_are_refused_before_submission(slurm_env, tmp_path, capsys, monkeypatch, args, message):
+    """In this process (the CLI's own entry point; a subprocess each would mostly import)."""
+    from orpo_dist.cli import main
+
+    for name, value in slurm_env.items():
+        monkeypatch.setenv(name, value)
+    status = main(["submit", "--strategy", "zero3", "--gpus-per-node", "0", "--nodes", "2", *args, str(TINY),
+                   "--output_dir", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert status == 2 and message in err and "Traceback" not in err
     assert not (tmp_path / "x" / "submitit").exists()  # nothing was submitted
 
 
