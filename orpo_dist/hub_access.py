@@ -16,13 +16,19 @@ from urllib.parse import urlparse
 
 from .errors import UserError
 
-OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")  # for models; datasets also honour:
+DATASETS_OFFLINE_VARIABLE = "HF_DATASETS_OFFLINE"
 CONNECT_TIMEOUT_S = 3.0
 
 
-def offline() -> bool:
-    """The user said there is no hub (any of the HF offline variables is set)."""
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in OFFLINE_VARIABLES)
+def offline_variable(for_datasets: bool = False) -> str | None:
+    """The HF offline variable that is set (the user said there is no hub), or None."""
+    names = OFFLINE_VARIABLES + ((DATASETS_OFFLINE_VARIABLE,) if for_datasets else ())
+    return next((v for v in names if os.environ.get(v, "").lower() in ("1", "true", "yes", "on")), None)
+
+
+def offline(for_datasets: bool = False) -> bool:
+    return offline_variable(for_datasets) is not None
 
 
 def hub_unreachable(timeout: float = CONNECT_TIMEOUT_S) -> str | None:
@@ -96,7 +102,9 @@ def check_hub_access(needs: HubNeeds, log) -> None:
     if needs.push and not token():
         raise UserError("push_to_hub is on but no Hugging Face token is set: run `hf auth login` or set HF_TOKEN "
                         "(a token with write access), or set push_to_hub: false and upload the output folder later")
-    why = "HF_HUB_OFFLINE is set" if offline() else hub_unreachable()
+    for_datasets = any(what == "dataset" for what, _ in needs.downloads + needs.cached)
+    said_offline = offline_variable(for_datasets)
+    why = f"{said_offline} is set" if said_offline else hub_unreachable()
     if why is None:
         return
     if needs.push:
@@ -108,5 +116,5 @@ def check_hub_access(needs: HubNeeds, log) -> None:
         raise UserError(f"{names}: not a local file or folder, not in the local Hugging Face cache, and the hub "
                         f"cannot be reached ({why}). Download it once where there is network "
                         "(`hf download REPO`, add --repo-type dataset for data), or give a local path")
-    if not offline():
+    if not said_offline:
         use_cache_only(why, log)
