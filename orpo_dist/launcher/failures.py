@@ -139,8 +139,9 @@ def failure_message(code: int, summary: str) -> str:
     failures = parse_failures(summary)
     if not failures:
         if code < 0:
-            return RankFailure("?", "?", "this machine", code, "?").describe().replace(
-                "rank ? (local rank ? on this machine, pid ?)", "the launcher")
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
+            hint = SIGNAL_HINTS.get(name)
+            return f"the launcher was killed by {name}" + (f": {hint}" if hint else "")
         return f"training exited with status {code} (its own error is printed above)"
     first, others = failures[0], failures[1:]
     text = first.describe()
