@@ -8,24 +8,40 @@
 #   orpo-dist submit --nodes 2 --gpus-per-node 0 --strategy zero3 --time 15 --wait tiny
 #   bash scripts/local-cluster.sh status    # exit 0 only when every daemon is up and both nodes usable
 #   bash scripts/local-cluster.sh stop      # cancel this cluster's jobs, stop only the daemons this
-#                                           # script started (by their recorded pids), wait for them
+#                                           # script started (by their recorded pids), wait for them,
+#                                           # remove the cluster's network
+#   bash scripts/local-cluster.sh link n2 down   # cut node n2's network link (as a failed cable or
+#   bash scripts/local-cluster.sh link n2 up     # switch port would); `up` mends it
+#   bash scripts/local-cluster.sh address n2     # print node n2's address
 #
 # What runs: munged (private key and socket), MariaDB (private datadir, socket and port on
 # 127.0.0.1), slurmdbd (accounting: without it sacct fails and submitit cannot see job states),
-# slurmctld, and two slurmd "nodes" n1 and n2 (NodeAddr=127.0.0.1, a port each, both with all of
-# this machine's CPUs). Partitions: `debug` (default, both nodes) and `urgent` (both nodes, higher
-# priority tier: its jobs pre-empt debug jobs, which get their --signal at once, 120 s of grace,
-# and are requeued). Nothing touches the system's munge, MariaDB or /etc/slurm.
+# slurmctld, and two slurmd "nodes" n1 and n2, each with all of this machine's CPUs.
+#
+# Two hosts, two addresses: each slurmd runs in its own network namespace (iproute2 `ip netns`)
+# with its own address, 10.231.K.11 and .12, linked by a veth pair to a bridge that holds
+# 10.231.K.1 (slurmctld's and slurmdbd's address) in this machine's own namespace. A job's
+# processes live in their node's namespace, so the main address node 1 resolves is really node 0's,
+# and gloo/TCP traffic between nodes crosses the bridge; `link NODE down` cuts it. K is picked
+# per state folder (from its ports). The nodes share everything else: file systems, the munge
+# socket (a unix socket: a path, not a network address), the hostname (which resolves to
+# 127.0.0.1 in /etc/hosts, as Debian's 127.0.1.1 does: the trap that makes gloo pick loopback).
+# Partitions: `debug` (default, both nodes) and `urgent` (both nodes, higher priority tier: its
+# jobs pre-empt debug jobs, which get their --signal at once, 120 s of grace, and are requeued).
+# Nothing touches the system's munge, MariaDB or /etc/slurm.
 #
 # Everything lives under ${ORPO_SLURM_DIR:-/tmp/orpo-slurm} (configs, state, logs, pid files,
-# munge key and socket, MariaDB data, about 100 MB): a fresh folder is a fresh cluster whose job ids
+# munge key and socket, MariaDB data, about 100 MB; the network namespaces and bridge are named
+# orpo-K-n1, orpo-K-n2, orpo-K-br): a fresh folder is a fresh cluster whose job ids
 # start at 1; delete the folder after `stop` to throw the cluster away. Ports are picked free on
 # the first start of a folder and kept in etc/ports (ORPO_SLURM_PORT_BASE=N forces N..N+4), so
 # several clusters (say CI and yours) can run side by side with different folders.
 #
 # Requirements: root on Debian 12 (or a Debian-like system with Slurm 22.05): `start` runs
 # `apt-get install slurmctld slurmd slurm-client slurmdbd munge mariadb-server` when a command is
-# missing (non-interactive). No cgroups or systemd needed (proctrack/linuxproc, task/none).
+# missing (non-interactive), and iproute2 for `ip`. No cgroups or systemd needed
+# (proctrack/linuxproc, task/none). Network namespaces need CAP_SYS_ADMIN and CAP_NET_ADMIN
+# (root on a VM or a privileged container).
 # ORPO_SLURM_START_TIMEOUT (default 90) bounds each wait of `start`, in seconds.
 set -euo pipefail
 
@@ -123,18 +139,18 @@ port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # ---------------------------------------------------------------- install and configure
 install_packages() {
   local missing=() cmd path
-  for cmd in slurmctld slurmd sbatch sacctmgr slurmdbd munged mariadbd mariadb-install-db mariadb setsid flock; do
+  for cmd in slurmctld slurmd sbatch sacctmgr slurmdbd munged mariadbd mariadb-install-db mariadb setsid flock nsenter ip; do
     # (command -v also names a file that is not executable)
     path=$(command -v "$cmd" 2>/dev/null) && [ -x "$path" ] || missing+=("$cmd")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
-  [ "$(id -u)" -eq 0 ] || die "missing ${missing[*]}; as root: apt-get install slurmctld slurmd slurm-client slurmdbd munge mariadb-server"
+  [ "$(id -u)" -eq 0 ] || die "missing ${missing[*]}; as root: apt-get install slurmctld slurmd slurm-client slurmdbd munge mariadb-server iproute2"
   command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get: install Slurm 22.05, munge and MariaDB yourself"
   say "installing Slurm, munge and MariaDB from the distribution (missing: ${missing[*]}; about a minute)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq </dev/null >&2 || die "apt-get update failed"
   apt-get install -y -qq -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-    slurmctld slurmd slurm-client slurmdbd munge mariadb-server util-linux </dev/null >"$LOG/apt.log" 2>&1 ||
+    slurmctld slurmd slurm-client slurmdbd munge mariadb-server util-linux iproute2 </dev/null >"$LOG/apt.log" 2>&1 ||
     { tail -n 30 "$LOG/apt.log" >&2; die "apt-get install failed (full log: $LOG/apt.log)"; }
   for cmd in "${missing[@]}"; do
     path=$(command -v "$cmd" 2>/dev/null) || path=''
@@ -142,12 +158,14 @@ install_packages() {
   done
 }
 
+read_ports() {  # the ports recorded by an earlier start of this folder, if any
+  [ -s "$PORTS_FILE" ] || return 1
+  # shellcheck disable=SC1090
+  . "$PORTS_FILE"
+}
+
 choose_ports() {  # once per state folder: five free ports in a row, recorded in etc/ports
-  if [ -s "$PORTS_FILE" ]; then
-    # shellcheck disable=SC1090
-    . "$PORTS_FILE"
-    return 0
-  fi
+  read_ports && return 0
   local base='' candidate p
   if [ -n "${ORPO_SLURM_PORT_BASE:-}" ]; then
     base=$ORPO_SLURM_PORT_BASE
@@ -162,6 +180,21 @@ choose_ports() {  # once per state folder: five free ports in a row, recorded in
   CTLD_PORT=$base N1_PORT=$((base + 1)) N2_PORT=$((base + 2)) DBD_PORT=$((base + 3)) DB_PORT=$((base + 4))
   printf 'CTLD_PORT=%s\nN1_PORT=%s\nN2_PORT=%s\nDBD_PORT=%s\nDB_PORT=%s\n' \
     "$CTLD_PORT" "$N1_PORT" "$N2_PORT" "$DBD_PORT" "$DB_PORT" >"$PORTS_FILE"
+}
+
+network_names() {  # the cluster's subnet and bridge: K from its ports, so clusters of other folders differ
+  local k=$(( (CTLD_PORT / 10) % 200 + 20 ))
+  NET=10.231.$k
+  BRIDGE=orpo-$k-br
+  CTLD_ADDR=$NET.1
+}
+
+node_netns() { echo "orpo-${NET##*.}-$1"; }  # a node's namespace, also the name of its veth's host end
+
+node_addr() {  # n1 -> K.11, n2 -> K.12
+  local i
+  for i in "${!NODES[@]}"; do [ "${NODES[i]}" = "$1" ] && { echo "$NET.$((11 + i))"; return 0; }; done
+  die "no node $1 in this cluster (nodes: ${NODES[*]})"
 }
 
 check_port() {  # check_port PORT DAEMON: before starting DAEMON, make sure nobody else holds PORT
@@ -180,15 +213,17 @@ write_configs() {
   fi
   chmod 400 "$ETC/munge.key"
   choose_ports
+  network_names
   local cpus mem host new
   cpus=$(nproc)
   mem=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 / 4 ))  # MiB each node may promise
   host=$(hostname -s 2>/dev/null || hostname)
   new=$ETC/slurm.conf.new
   cat >"$new" <<EOF
-# Written by scripts/local-cluster.sh: two nodes on one machine. Edit the script, not this file.
+# Written by scripts/local-cluster.sh: two nodes on one machine, each in its own network namespace
+# with its own address; slurmctld and slurmdbd on the bridge between them. Edit the script, not this file.
 ClusterName=$CLUSTER
-SlurmctldHost=localhost(127.0.0.1)
+SlurmctldHost=localhost($CTLD_ADDR)
 SlurmctldPort=$CTLD_PORT
 SlurmUser=root
 SlurmdUser=root
@@ -232,12 +267,12 @@ PreemptType=preempt/partition_prio
 PreemptMode=REQUEUE
 SlurmctldParameters=preempt_send_user_signal
 AccountingStorageType=accounting_storage/slurmdbd
-AccountingStorageHost=127.0.0.1
+AccountingStorageHost=$CTLD_ADDR
 AccountingStoragePort=$DBD_PORT
 # Without this the accounting client falls back to the system munge socket.
 AccountingStoragePass=$MUNGE_SOCKET
-NodeName=${NODES[0]} NodeHostname=$host NodeAddr=127.0.0.1 Port=$N1_PORT CPUs=$cpus RealMemory=$mem State=UNKNOWN
-NodeName=${NODES[1]} NodeHostname=$host NodeAddr=127.0.0.1 Port=$N2_PORT CPUs=$cpus RealMemory=$mem State=UNKNOWN
+NodeName=${NODES[0]} NodeHostname=$host NodeAddr=$(node_addr "${NODES[0]}") Port=$N1_PORT CPUs=$cpus RealMemory=$mem State=UNKNOWN
+NodeName=${NODES[1]} NodeHostname=$host NodeAddr=$(node_addr "${NODES[1]}") Port=$N2_PORT CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=${NODES[0]},${NODES[1]} Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:2 PriorityTier=1 GraceTime=120
 PartitionName=urgent Nodes=${NODES[0]},${NODES[1]} Default=NO MaxTime=INFINITE State=UP OverSubscribe=NO PriorityTier=2
 EOF
@@ -262,6 +297,53 @@ StorageLoc=slurm_acct_db
 EOF
   chmod 600 "$ETC/slurmdbd.conf.new"  # slurmdbd refuses a readable file holding a password
   mv -f "$ETC/slurmdbd.conf.new" "$ETC/slurmdbd.conf"
+}
+
+# ---------------------------------------------------------------- the network: two hosts, two addresses
+netns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$1"; }
+
+node_network_ok() {  # the node's namespace exists and its eth0 holds its address
+  netns_exists "$(node_netns "$1")" &&
+    ip -n "$(node_netns "$1")" -o -4 addr show dev eth0 2>/dev/null | grep -qF " $(node_addr "$1")/24 "
+}
+
+network_up() {  # idempotent: the bridge on CTLD_ADDR, then per node a namespace, a veth pair, an address
+  local node ns
+  if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
+    if ip -o -4 addr show 2>/dev/null | grep -qF " $NET."; then
+      die "the subnet $NET.0/24 is already used on this machine (ip -o addr | grep $NET.); pick other ports, and so another subnet, with ORPO_SLURM_PORT_BASE and a fresh ORPO_SLURM_DIR"
+    fi
+    ip link add "$BRIDGE" type bridge 2>"$LOG/network.log" ||
+      die "cannot create the network bridge $BRIDGE ($(cat "$LOG/network.log")): network namespaces need root with CAP_NET_ADMIN and CAP_SYS_ADMIN (a VM or a privileged container)"
+    ip addr add "$CTLD_ADDR/24" dev "$BRIDGE"
+  fi
+  ip link set "$BRIDGE" up
+  for node in "${NODES[@]}"; do
+    node_network_ok "$node" && { ip link set "$(node_netns "$node")" up; continue; }
+    ns=$(node_netns "$node")
+    ! netns_exists "$ns" || ip netns del "$ns"
+    ! ip link show "$ns" >/dev/null 2>&1 || ip link del "$ns"
+    { ip netns add "$ns" &&
+      ip link add "$ns" type veth peer name "$ns-c" &&
+      ip link set "$ns-c" netns "$ns" &&
+      ip -n "$ns" link set "$ns-c" name eth0 &&
+      ip -n "$ns" addr add "$(node_addr "$node")/24" dev eth0 &&
+      ip -n "$ns" link set eth0 up &&
+      ip -n "$ns" link set lo up &&
+      ip link set "$ns" master "$BRIDGE" &&
+      ip link set "$ns" up; } 2>"$LOG/network.log" ||
+      die "cannot give node $node its network namespace $ns: $(cat "$LOG/network.log")"
+  done
+}
+
+network_down() {  # the namespaces (which takes their veth pairs with them), then the bridge
+  local node ns
+  for node in "${NODES[@]}"; do
+    ns=$(node_netns "$node")
+    ! netns_exists "$ns" || ip netns del "$ns" 2>/dev/null || say "warning: could not delete network namespace $ns"
+    ! ip link show "$ns" >/dev/null 2>&1 || ip link del "$ns" 2>/dev/null || true
+  done
+  ! ip link show "$BRIDGE" >/dev/null 2>&1 || ip link del "$BRIDGE" 2>/dev/null || say "warning: could not delete bridge $BRIDGE"
 }
 
 # ---------------------------------------------------------------- daemons
@@ -344,13 +426,12 @@ nodes_usable() {  # every node answers and is idle, mixed or allocated (not comp
 }
 
 start_nodes() {
-  local node port
+  local node
   for node in "${NODES[@]}"; do
     up "slurmd-$node" && continue
-    port=$N1_PORT
-    [ "$node" = "${NODES[1]}" ] && port=$N2_PORT
-    check_port "$port" "slurmd $node"
-    launch "slurmd-$node" slurmd -f "$CONF" -N "$node"
+    # nsenter --net, not `ip netns exec`: that also remounts /sys for the namespace, which hides
+    # /sys/fs/cgroup from slurmd ("Unable to initialize cgroup plugin").
+    launch "slurmd-$node" nsenter --net="/run/netns/$(node_netns "$node")" slurmd -f "$CONF" -N "$node"
   done
   local deadline=$((SECONDS + TIMEOUT)) resumed=0 states
   until nodes_usable; do
@@ -459,6 +540,7 @@ start_failed() {  # EXIT trap of start
   if [ "$1" -ne 0 ]; then
     say "start failed: stopping this folder's daemons"
     stop_all
+    network_down
   fi
   exit "$1"
 }
@@ -477,8 +559,7 @@ cmd_start() {
   up mariadb || check_port "$DB_PORT" MariaDB
   up slurmdbd || check_port "$DBD_PORT" slurmdbd
   up slurmctld || check_port "$CTLD_PORT" slurmctld
-  up slurmd-n1 || check_port "$N1_PORT" "slurmd n1"
-  up slurmd-n2 || check_port "$N2_PORT" "slurmd n2"
+  network_up
   start_munge
   start_mariadb
   start_slurmdbd
@@ -496,6 +577,7 @@ cmd_stop() {
   export SLURM_CONF=$CONF
   cancel_jobs
   stop_all
+  if read_ports; then network_names; network_down; fi
   say "stopped (state kept in $DIR; delete it for a fresh cluster)"
 }
 
@@ -518,6 +600,13 @@ cmd_status() {
   for name in "${DAEMONS[@]}"; do
     if pid=$(daemon_pid "$name"); then echo "$name: up (pid $pid)"; else echo "$name: down"; ok=1; fi
   done
+  if read_ports; then
+    network_names
+    for name in "${NODES[@]}"; do
+      if node_network_ok "$name"; then echo "network of $name: $(node_netns "$name") at $(node_addr "$name")"
+      else echo "network of $name: missing ($(node_netns "$name"))"; ok=1; fi
+    done
+  fi
   if [ $ok -eq 0 ]; then
     export SLURM_CONF=$CONF
     timeout 20 sinfo || ok=1
@@ -529,13 +618,31 @@ cmd_status() {
 
 cmd_env() { printf 'export SLURM_CONF=%q\n' "$CONF"; }
 
+cmd_address() {  # address NODE: the node's own address
+  read_ports || die "no cluster in $DIR (start it first)"
+  network_names
+  node_addr "$1"
+}
+
+cmd_link() {  # link NODE up|down: the host end of the node's veth pair (down = a cut cable, both ways)
+  [ "$(id -u)" -eq 0 ] || die "link needs root"
+  case ${2:-} in up | down) ;; *) die "usage: $0 link NODE up|down" ;; esac
+  read_ports || die "no cluster in $DIR (start it first)"
+  network_names
+  node_addr "$1" >/dev/null
+  ip link set "$(node_netns "$1")" "$2" || die "no link for node $1 (is the cluster up?)"
+  say "node $1 ($(node_addr "$1")): link $2"
+}
+
 main() {
   case "${1:-}" in
     start) cmd_start ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
     env) cmd_env ;;
-    *) echo "usage: $0 start|stop|status|env   (state folder: \${ORPO_SLURM_DIR:-/tmp/orpo-slurm})" >&2; exit 2 ;;
+    address) cmd_address "${2:?usage: $0 address NODE}" ;;
+    link) cmd_link "${2:?usage: $0 link NODE up|down}" "${3:-}" ;;
+    *) echo "usage: $0 start|stop|status|env|address NODE|link NODE up|down   (state folder: \${ORPO_SLURM_DIR:-/tmp/orpo-slurm})" >&2; exit 2 ;;
   esac
 }
 

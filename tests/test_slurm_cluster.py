@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -122,6 +123,30 @@ def test_srun_spans_both_nodes(slurm_cluster):
     out = slurm(slurm_cluster, "srun", "-N2", "-t", "2", "bash", "-c", "echo $SLURMD_NODENAME $SLURM_PROCID",
                 timeout=120)
     assert sorted(out.splitlines()) == ["n1 0", "n2 1"]
+
+
+def test_each_node_has_its_own_network_namespace_and_address(slurm_cluster):
+    """Two hosts, two addresses: a task runs in its node's network namespace, its eth0 holds the
+    address `local-cluster.sh address` names, and the way from node 1 to node 0's address is that
+    eth0 (what launcher/network.py hands gloo), not loopback."""
+    address = {node: subprocess.run(["bash", str(CLUSTER), "address", node], capture_output=True, text=True,
+                                    timeout=30, check=True).stdout.strip() for node in ("n1", "n2")}
+    assert address["n1"] != address["n2"]
+    towards_n1 = (f"{sys.executable} -c 'from orpo_dist.launcher.network import interface_towards as i; "
+                  f"print(*i(\"{address['n1']}\"))'")
+    script = ("echo $SLURMD_NODENAME $(readlink /proc/self/ns/net) "
+              "$(ip -o -4 addr show dev eth0 | awk '{print $4}') $(" + towards_n1 + ")")
+    out = slurm(slurm_cluster, "srun", "-N2", "-t", "2", "bash", "-c", script, timeout=120)
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip()}
+    assert sorted(rows) == ["n1", "n2"], out
+    here = os.readlink("/proc/self/ns/net")
+    assert len({rows["n1"][0], rows["n2"][0], here}) == 3, f"namespaces not separate: {out}"
+    for node in ("n1", "n2"):
+        assert rows[node][1] == address[node] + "/24", out
+    # Both name eth0: n2 reaches n1 from its own address; n1's own address is on its eth0 too,
+    # which is where gloo must bind for n2 to reach it.
+    for node in ("n1", "n2"):
+        assert rows[node][2:] == ["eth0", address[node]], out
 
 
 def test_submitit_two_node_job_returns_both_node_ids(slurm_cluster, tmp_path, monkeypatch):
