@@ -1,4 +1,10 @@
-"""The one exception type the CLI turns into a clear message and a non-zero exit."""
+"""The one exception type the CLI turns into a clear message and a non-zero exit, and the words a
+training process and its launcher agree on when a rank loses its peers."""
+
+# A training rank whose collective failed because another process or the link to it went away
+# prints "orpo-dist: rank R <LOST_CONTACT> (<the collective's error>); stopping" (train.py); the
+# launcher's stderr relay picks that line up to say why the rank exited (launcher/failures.py).
+LOST_CONTACT = "lost contact with the other training processes"
 
 
 class UserError(Exception):

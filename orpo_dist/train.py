@@ -17,7 +17,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from .atomic import disk_full, publish_folder_contents  # noqa: E402
 from .elastic import convert_to_universal, load_as_universal, plan_resume  # noqa: E402
-from .errors import UserError  # noqa: E402
+from .errors import LOST_CONTACT, UserError  # noqa: E402
 from .data.sources import hub_dataset_name  # noqa: E402
 from .hub_access import HubNeeds, cached_on_disk, check_hub_access, hub_model_name  # noqa: E402
 from .process import is_main_process, main_process_print  # noqa: E402
@@ -224,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         # Another process died or its link went down: this rank's traceback would only bury the
         # launcher's line that names the process that failed.
         first = str(err).strip().splitlines()[0][:300]
-        print(f"orpo-dist: rank {os.environ.get('RANK', '?')} lost contact with the other training processes "
-              f"({first}); stopping", file=sys.stderr, flush=True)
+        print(f"orpo-dist: rank {os.environ.get('RANK', '?')} {LOST_CONTACT} ({first}); stopping",
+              file=sys.stderr, flush=True)
         return EXIT_PEER_LOST
     return 0
 

@@ -64,3 +64,32 @@ def test_the_relay_holds_back_only_torchruns_traceback():
     shown, summary = relay("step 1\n" + rank_error + "progress 50%\r" + SUMMARY)
     assert shown == "step 1\n" + rank_error + "progress 50%\r"
     assert "ChildFailedError" in summary and "Root Cause" in summary
+
+
+def test_a_rank_that_lost_its_peers_is_named_as_such():
+    """A link cut between machines: this machine's rank times out and says so itself (train.py);
+    the launcher's line carries that reason and says nobody here died, instead of "exited with
+    status 1 (its own error is printed above)"."""
+    lost = ("  0%|          | 7/100000 [00:06<22:03:04,  1.26it/s]orpo-dist: rank 0 lost contact with the other "
+            "training processes ([gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting 10000ms for recv "
+            "operation to complete); stopping\n")
+    summary = ("Traceback (most recent call last):\n  File \"/venv/bin/accelerate\", line 8, in <module>\n"
+               "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: \nRoot Cause (first observed "
+               "failure):\n[0]:\n  host      : gpu-node-7\n  rank      : 0 (local_rank: 0)\n"
+               "  exitcode  : 1 (pid: 16317)\n")
+    read, write = os.pipe()
+    os.write(write, (lost + summary).encode())
+    os.close(write)
+    out = io.StringIO()
+    r = StderrRelay(os.fdopen(read), out)
+    r.wait()
+    assert "ChildFailedError" not in out.getvalue()
+    assert "lost contact" in out.getvalue()  # the rank's line is still shown
+    assert r.lost_contact == {"0": "[gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting 10000ms for "
+                                    "recv operation to complete"}
+    message = failure_message(1, r.failure_summary, r.lost_contact)
+    assert message.startswith("rank 0 (local rank 0 on gpu-node-7, pid 16317) lost contact with the other "
+                              "training processes ([gloo")
+    assert "No process on this machine died" in message and "ddp_timeout" in message
+    # A rank that died of its own error is still reported as before, lost contact or not elsewhere.
+    assert "killed by SIGKILL" in failure_message(1, SUMMARY, r.lost_contact)

@@ -98,7 +98,7 @@ def run(command, output_dir: str | None = None) -> int:
         print("orpo-dist launch: the run checkpointed and stopped on request; continue it with --resume", flush=True)
         return code
     if code != 0:
-        raise UserError(failure_message(code, relay.failure_summary) + resume_hint(output_dir))
+        raise UserError(failure_message(code, relay.failure_summary, relay.lost_contact) + resume_hint(output_dir))
     return 0
 
 

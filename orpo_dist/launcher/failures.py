@@ -3,7 +3,8 @@
 When a rank dies, torchrun's agent stops the others and `accelerate launch` ends with a Python
 traceback of its own frames followed by a failure summary (rank, host, exit code, signal). The
 relay below passes the launcher's stderr through unchanged, except that traceback, which it keeps
-to turn into one line a user can act on.
+to turn into one line a user can act on. It also notes each rank's own "lost contact" line, so a
+rank that stopped because its peers went away is not reported as failing for a reason of its own.
 """
 
 from __future__ import annotations
@@ -14,9 +15,14 @@ import sys
 import threading
 from dataclasses import dataclass
 
+from ..errors import LOST_CONTACT
+
 CHILD_FAILED = "ChildFailedError"
 _ENTRY = re.compile(r"^\[\d+\]:\s*$")
 _FIELD = re.compile(r"^\s+(\w+)\s*:\s*(.*)$")
+_LOST = re.compile(r"orpo-dist: rank (\S+) " + re.escape(LOST_CONTACT) + r" \((.*)\); stopping")
+NOBODY_DIED = ("No process on this machine died: a process on another machine died or stopped answering, or the "
+               "network between the machines went down (ddp_timeout, in seconds, bounds how long a rank waits)")
 
 # What a signal that nobody sent on purpose usually means.
 SIGNAL_HINTS = {
@@ -37,8 +43,10 @@ class RankFailure:
     exitcode: int
     pid: str
 
-    def describe(self) -> str:
+    def describe(self, lost_contact: dict[str, str] | None = None) -> str:
         where = f"rank {self.rank} (local rank {self.local_rank} on {self.host}, pid {self.pid})"
+        if self.exitcode > 0 and self.rank in (lost_contact or {}):
+            return f"{where} {LOST_CONTACT} ({lost_contact[self.rank]})"
         if self.exitcode < 0:
             try:
                 name = signal.Signals(-self.exitcode).name
@@ -83,6 +91,7 @@ class StderrRelay:
         self._held: list[str] = []
         self._swallowing = False
         self.failure_summary = ""
+        self.lost_contact: dict[str, str] = {}  # rank -> the collective's error, from the rank's own line
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -111,6 +120,8 @@ class StderrRelay:
             self._emit("".join(self._held))
 
     def _line(self, line: str) -> None:
+        if lost := _LOST.search(line):
+            self.lost_contact[lost.group(1)] = lost.group(2)
         if "\r" in line and not (self._held or self._swallowing):
             # a progress bar's last redraw, then whatever came after it on the same line
             head, _, line = line.rpartition("\r")
@@ -134,8 +145,9 @@ class StderrRelay:
         self._thread.join()
 
 
-def failure_message(code: int, summary: str) -> str:
-    """One paragraph on how the training processes ended (code: the launcher's exit status)."""
+def failure_message(code: int, summary: str, lost_contact: dict[str, str] | None = None) -> str:
+    """One paragraph on how the training processes ended (code: the launcher's exit status;
+    lost_contact: StderrRelay.lost_contact)."""
     failures = parse_failures(summary)
     if not failures:
         if code < 0:
@@ -144,7 +156,9 @@ def failure_message(code: int, summary: str) -> str:
             return f"the launcher was killed by {name}" + (f": {hint}" if hint else "")
         return f"training exited with status {code} (its own error is printed above)"
     first, others = failures[0], failures[1:]
-    text = first.describe()
+    text = first.describe(lost_contact)
     if others:
         text += "; also " + "; ".join(f.describe().split(":")[0] for f in others)
+    if lost_contact and all(f.exitcode > 0 and f.rank in lost_contact for f in failures):
+        return text + ". " + NOBODY_DIED
     return text + ". The other processes were stopped"
