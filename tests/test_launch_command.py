@@ -11,6 +11,7 @@ from accelerate.commands.launch import launch_command_parser
 
 from orpo_dist.errors import UserError
 from orpo_dist.launcher.command import DEEPSPEED, STRATEGIES, Layout, build, layout_from_env
+from orpo_dist.launcher.network import GLOO_INTERFACE_VARIABLE
 
 from .helpers import REPO, TINY_RECIPE, run_cli
 
@@ -69,6 +70,17 @@ def test_two_machine_launch_takes_rank_and_address_from_each_node():
     assert node0.machine_rank == 0
     # Flags win over the environment.
     assert layout_from_env(16, 2, 1, "h", 1, environ={"NODE_RANK": "0"}).machine_rank == 1
+
+
+def test_multi_machine_launch_names_the_interface_gloo_binds_to(monkeypatch):
+    """gloo binds to what the hostname resolves to (often loopback); several machines get the
+    interface that routes to the main address instead, unless the user named one."""
+    monkeypatch.delenv(GLOO_INTERFACE_VARIABLE, raising=False)
+    two = Layout(2, num_machines=2, machine_rank=1, main_process_ip="127.0.0.1", main_process_port=29511)
+    assert build("ddp", two, "r.yaml", [], on_gpu=False).env[GLOO_INTERFACE_VARIABLE] == "lo"
+    assert GLOO_INTERFACE_VARIABLE not in build("ddp", Layout(2), "r.yaml", [], on_gpu=False).env
+    monkeypatch.setenv(GLOO_INTERFACE_VARIABLE, "ib0")
+    assert GLOO_INTERFACE_VARIABLE not in build("ddp", two, "r.yaml", [], on_gpu=False).env  # theirs is kept
 
 
 def test_multi_machine_without_rank_or_address_is_refused():

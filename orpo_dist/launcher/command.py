@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass, field
 
 from ..errors import UserError
+from .network import GLOO_INTERFACE_VARIABLE, interface_towards
 from .strategies import DEEPSPEED, STRATEGIES, accelerate_config, deepspeed_config
 
 DEFAULT_PORT = 29500
@@ -115,6 +116,11 @@ def build(strategy: str, layout: Layout, recipe: str, overrides: list[str], on_g
 
     # torch's c10d prints a FutureWarning on every ZeRO all-gather: thousands of lines per run.
     env: dict[str, str] = {} if "PYTHONWARNINGS" in os.environ else {"PYTHONWARNINGS": "ignore::FutureWarning"}
+    if layout.num_machines > 1 and GLOO_INTERFACE_VARIABLE not in os.environ:
+        # gloo would otherwise bind to what the hostname resolves to, often loopback (network.py).
+        found = interface_towards(str(layout.main_process_ip))
+        if found:
+            env[GLOO_INTERFACE_VARIABLE] = found[0]
     if not on_gpu:
         # CPU processes stand in for GPUs: gloo for every collective; DeepSpeed's CPU accelerator.
         # (The training side turns on use_cpu / ddp_backend=gloo itself when it sees no GPU, which

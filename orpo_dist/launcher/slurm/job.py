@@ -24,6 +24,7 @@ import submitit
 from ...run_folder import request_stop, was_stopped
 from ..command import Layout, build, ignore_stop_signals
 from ..failures import StderrRelay, failure_message
+from ..network import GLOO_INTERFACE_VARIABLE, local_address_towards
 
 
 def node_address(hostname: str) -> str:
@@ -72,7 +73,11 @@ class OrpoJob(submitit.helpers.Checkpointable):
             main_process_port=rendezvous_port(env.job_id),
         )
         command = build(self.strategy, layout, self.recipe, [*self.overrides, "--resume"])
-        print(f"orpo-dist job {env.job_id}: node {env.node}/{env.num_nodes} ({env.hostname}), "
+        # Which of this node's addresses and interfaces the others are reached by: the first thing
+        # to read when nodes cannot find each other.
+        interface = command.env.get(GLOO_INTERFACE_VARIABLE) or os.environ.get(GLOO_INTERFACE_VARIABLE, "?")
+        own = local_address_towards(layout.main_process_ip) or "?"
+        print(f"orpo-dist job {env.job_id}: node {env.node}/{env.num_nodes} ({env.hostname}, {own} on {interface}), "
               f"start {restarts + 1}, main {layout.main_process_ip}:{layout.main_process_port}", flush=True)
         print(command.shell(), flush=True)
         started = time.time()
@@ -96,7 +101,7 @@ class OrpoJob(submitit.helpers.Checkpointable):
                                "(scancel, a node failure or the time limit)")
         if code != 0:
             raise RuntimeError(f"training on node {env.node} ({node_name}) failed: "
-                               + failure_message(code, relay.failure_summary))
+                               + failure_message(code, relay.failure_summary, relay.lost_contact))
         return {"node": env.node, "hostname": node_name, "status": "completed", "restarts": restarts,
                 "seconds": round(time.time() - started, 1)}
 
