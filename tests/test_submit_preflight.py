@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import types
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +58,24 @@ def test_submit_asks_the_partition_and_submits_what_it_reports(fake_sinfo, tmp_p
     assert submit_cli.main(["--partition", "gpu", "--gpus-per-node", "2", "--strategy", "zero3", "tiny",
                             "--output_dir", str(out)]) == 0
     assert submitted["gpus"] == 2
+
+
+def test_srun_waits_a_bounded_time_for_a_node_whose_exit_was_lost(fake_sinfo, tmp_path, monkeypatch):
+    """srun --wait (TASK_EXIT_WAIT_S) by default, the same number in orpo.sbatch; 0 (wait forever)
+    for a recipe that pushes to the Hub, where rank 0 uploads alone after the other nodes left."""
+    waits = []
+
+    def fake_submit(args, strategy, overrides, output_dir, timeout_min, partition):
+        waits.append(args.task_exit_wait)
+        return types.SimpleNamespace(job_id="42", paths=types.SimpleNamespace(stdout="o", stderr="e"))
+
+    monkeypatch.setattr(submit_cli, "submit", fake_submit)
+    base = ["--strategy", "zero3", "tiny", "--output_dir", str(tmp_path / "run")]
+    assert submit_cli.main(base) == 0
+    assert submit_cli.main(["--task-exit-wait", "30", *base]) == 0
+    assert submit_cli.main([*base, "--push_to_hub", "true", "--hub_model_id", "me/tiny-orpo"]) == 0
+    assert waits == [submit_cli.TASK_EXIT_WAIT_S, 30, 0]
+    with pytest.raises(UserError, match="cannot be negative"):
+        submit_cli.main(["--task-exit-wait", "-1", *base])
+    sbatch = (Path(submit_cli.__file__).parents[2] / "configs" / "slurm" / "orpo.sbatch").read_text()
+    assert f'--wait="${{TASK_EXIT_WAIT:-{submit_cli.TASK_EXIT_WAIT_S}}}"' in sbatch

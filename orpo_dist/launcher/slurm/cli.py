@@ -19,6 +19,12 @@ from ...errors import UserError
 from ...run_folder import has_checkpoints, training_logs
 from ..strategies import STRATEGIES
 
+# srun --wait: seconds srun waits for the other nodes' tasks once one has ended. A finished run's
+# nodes all leave the same final barrier within seconds; a node whose "task exited" message was lost
+# (its link cut while it ended) would otherwise hold the job until the time limit, since srun
+# never asks again. orpo.sbatch's TASK_EXIT_WAIT default is the same number.
+TASK_EXIT_WAIT_S = 120
+
 TERMINAL_FAILURES = {"FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL",
                      "DEADLINE", "INTERRUPTED"}
 
@@ -65,6 +71,11 @@ def make_parser() -> argparse.ArgumentParser:
                    help="seconds before the time limit at which Slurm signals the job to checkpoint (default 180)")
     p.add_argument("--max-requeues", type=int, default=20,
                    help="how many time-limit requeues the job may take before it gives up (default 20)")
+    p.add_argument("--task-exit-wait", type=int,
+                   help="seconds srun waits for the other nodes once one node's task has ended, before it ends "
+                        f"the job step (srun --wait; default {TASK_EXIT_WAIT_S}, 0 waits forever). Without it "
+                        "a node whose link was cut as it ended holds the job until the time limit. A recipe "
+                        "with push_to_hub defaults to 0: rank 0 uploads alone after the other nodes exit")
     p.add_argument("--cluster", choices=["slurm", "local"], default="slurm",
                    help="local: run through submitit's local executor on this machine (no Slurm)")
     p.add_argument("--resume", action="store_true", help="continue the run already in the output folder")
@@ -90,6 +101,10 @@ def main(argv: list[str]) -> int:
     if has_checkpoints(output_dir) and not args.resume:
         raise UserError(f"{output_dir} already holds checkpoints: pass --resume to continue that run, "
                         "or choose another --output_dir")
+    if args.task_exit_wait is None:
+        args.task_exit_wait = 0 if values.get("push_to_hub") else TASK_EXIT_WAIT_S
+    elif args.task_exit_wait < 0:
+        raise UserError(f"--task-exit-wait cannot be negative, got {args.task_exit_wait} (0 waits forever)")
     timeout_min = parse_time(args.time)
     if args.cluster == "slurm" and timeout_min * 60 <= args.signal_delay + 60:
         raise UserError(f"--time {args.time} leaves no time before the checkpoint signal (--signal-delay "
@@ -155,8 +170,9 @@ def submit(args, strategy, overrides, output_dir: Path, timeout_min: int, partit
         # --kill-on-bad-exit: a node whose task dies (OOM, a bad GPU) ends the whole step at once.
         # Gloo notices a dead peer's closed socket by itself; NCCL may not, and the other nodes
         # would wait in their next collective until its timeout (30 min by default).
-        params.update(slurm_partition=partition, slurm_signal_delay_s=args.signal_delay,
-                      slurm_srun_args=["--kill-on-bad-exit=1"])
+        # --wait: see TASK_EXIT_WAIT_S.
+        srun_args = ["--kill-on-bad-exit=1"] + ([f"--wait={args.task_exit_wait}"] if args.task_exit_wait else [])
+        params.update(slurm_partition=partition, slurm_signal_delay_s=args.signal_delay, slurm_srun_args=srun_args)
         for key in ("account", "qos", "constraint"):
             if getattr(args, key):
                 params[f"slurm_{key}"] = getattr(args, key)
@@ -183,6 +199,16 @@ def final_state(job, state: str, wait_s: float = 30.0) -> str:
     return state
 
 
+def task_failure(job) -> str | None:
+    """The last line of the error a task raised (not the remote traceback), or None if none did."""
+    try:
+        job.results()
+    except Exception as err:  # noqa: BLE001 - submitit re-raises whatever the task raised
+        last = [line for line in str(err).splitlines() if line.strip() and not line.startswith((" ", "-"))]
+        return next((line for line in reversed(last) if "Error" in line), last[-1] if last else "failed")
+    return None
+
+
 def follow(job, output_dir: Path, poll_s: float = 5.0) -> int:
     last = None
     while True:
@@ -195,17 +221,17 @@ def follow(job, output_dir: Path, poll_s: float = 5.0) -> int:
             break
         time.sleep(poll_s)
     state = final_state(job, state)
-    if state.split()[0] in TERMINAL_FAILURES:
+    reason = task_failure(job) if job.paths.result_pickle.exists() else None
+    ended_badly = state.split()[0] in TERMINAL_FAILURES
+    if ended_badly or reason:
+        # A task can fail while Slurm still says RUNNING: another node's task is still ending (srun
+        # --wait bounds that).
+        how = f"ended {state}" if ended_badly else f"failed (Slurm: {state})"
         raise UserError(
-            f"job {job.job_id} ended {state}. Its last checkpoint (if any) is kept in {output_dir}: resubmit "
-            f"with --resume to continue.\n  logs: {job.paths.stderr}"
+            f"job {job.job_id} {how}" + (f": {reason}" if reason else "") + ". Its last checkpoint (if "
+            f"any) is kept in {output_dir}: resubmit with --resume to continue.\n  logs: {job.paths.stderr}"
         )
-    try:
-        results = job.results()
-    except Exception as err:  # a task raised: show its last line, not the remote traceback
-        last = [line for line in str(err).splitlines() if line.strip() and not line.startswith((" ", "-"))]
-        reason = next((line for line in reversed(last) if "Error" in line), last[-1] if last else "failed")
-        raise UserError(f"job {job.job_id} failed: {reason}\n  logs: {job.paths.stderr}") from None
+    results = job.results()
     for r in results:
         print(f"  node {r['node']} ({r['hostname']}): {r['status']}, started {r['restarts'] + 1} time(s)")
     logs = training_logs(output_dir)
