@@ -10,16 +10,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from .helpers import REPO, SECRETS, files_holding, run_cli, train_logs
+from .slurm_jobs import TINY, job_id, read_until, submit_in_background, training_pids, wait_for_training
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
-TINY = REPO / "orpo_dist" / "recipes" / "tiny.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -31,43 +29,6 @@ def submit(slurm_env, out, options, overrides, timeout=900):
     """orpo-dist submit OPTIONS tiny.yaml --output_dir OUT OVERRIDES (2 CPU nodes, ZeRO-3)."""
     return run_cli("submit", "--nodes", "2", "--gpus-per-node", "0", "--strategy", "zero3", *options, TINY,
                    "--output_dir", out, *overrides, timeout=timeout, env=slurm_env)
-
-
-def read_until(proc, marker: str, timeout: float = 300) -> str:
-    """The submit command's output up to the first line holding `marker` (the plan prints first)."""
-    deadline, lines = time.time() + timeout, []
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if marker in line:
-            break
-    return "".join(lines)
-
-
-def job_id(stdout: str) -> str:
-    for line in stdout.splitlines():
-        if line.startswith("orpo-dist submit: job "):
-            return line.split()[3]
-    raise AssertionError(stdout)
-
-
-def submit_in_background(slurm_env, out, options: list[str], overrides: list[str]) -> subprocess.Popen:
-    """`orpo-dist submit --wait OPTIONS tiny.yaml OVERRIDES` (2 CPU nodes, ZeRO-3) beside the test."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "orpo_dist", "submit", "--nodes", "2", "--gpus-per-node", "0", "--strategy", "zero3",
-         "--wait", *options, str(TINY), "--output_dir", str(out), *overrides],
-        cwd=REPO, env={**os.environ, **slurm_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-
-
-def wait_for_training(out, timeout: float = 300) -> None:
-    """Until metrics.jsonl holds a training step."""
-    deadline = time.time() + timeout
-    while not train_logs_exist(out) and time.time() < deadline:
-        time.sleep(1)
-    assert train_logs_exist(out), "training never started"
 
 
 def test_two_node_zero3_job_completes(slurm_env, tmp_path):
@@ -136,13 +97,6 @@ def test_time_limit_checkpoints_requeues_and_resumes(slurm_env, tmp_path):
     assert "start 2" in node0 and "resuming from" in node0
 
 
-def train_logs_exist(out) -> bool:
-    try:
-        return (out / "metrics.jsonl").is_file() and bool(train_logs(out))
-    except ValueError:  # a line being written
-        return False
-
-
 def test_scancel_gives_a_clean_failure(slurm_env, tmp_path):
     out = tmp_path / "cancelled"
     proc = submit_in_background(slurm_env, out, ["--time", "15"], ["--max_steps", "100000"])
@@ -156,21 +110,6 @@ def test_scancel_gives_a_clean_failure(slurm_env, tmp_path):
     assert "CANCELLED" in stderr and "Traceback" not in stderr and "--resume" in stderr
 
 
-def _training_pids(job: str, node: str) -> list[int]:
-    """Processes of Slurm job `job` on node `node` that run the training entry point."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        try:
-            environ = (proc / "environ").read_bytes().split(b"\0")
-            cmdline = (proc / "cmdline").read_bytes()
-        except (OSError, ValueError):
-            continue
-        if (f"SLURM_JOB_ID={job}".encode() in environ and f"SLURMD_NODENAME={node}".encode() in environ
-                and b"orpo_dist.train" in cmdline):
-            pids.append(int(proc.name))
-    return pids
-
-
 def test_a_node_whose_training_dies_ends_the_job_promptly(slurm_env, tmp_path):
     """Node 2's training killed (as the OOM killer would): the job fails within two minutes with a
     clean message, and node 1 is not left training alone. (Over gloo node 1 sees the closed socket
@@ -180,7 +119,7 @@ def test_a_node_whose_training_dies_ends_the_job_promptly(slurm_env, tmp_path):
     try:
         jid = job_id(read_until(proc, "orpo-dist submit: job "))
         wait_for_training(out)
-        victims = _training_pids(jid, "n2")
+        victims = training_pids(jid, "n2")
         assert victims, "no training process found on n2"
         killed = time.time()
         for pid in victims:
