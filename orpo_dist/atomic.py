@@ -20,16 +20,39 @@ def partial_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.partial-{os.getpid()}")
 
 
-def ensure_writable(folder: Path) -> Path:
-    """Create `folder` if needed and prove a file can be written there, or raise a UserError."""
+def ensure_writable(folder: Path, what: str = "the export", flag: str = "--out DIR") -> Path:
+    """Create `folder` if needed and prove a file can be written there, or raise a UserError
+    (checked before the work, so that a long job does not end unable to write its result)."""
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                where = "is a file" if parent == folder else f"lies under {parent}, which is a file"
+                raise UserError(f"cannot write {what} to {folder}: it {where}, not a folder; pass {flag}")
+            break
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
-        raise UserError(f"cannot write the export to {folder}: {err.strerror or err}; pass --out DIR") from None
+        raise UserError(f"cannot write {what} to {folder}: {err.strerror or err}; pass {flag}") from None
     return folder
+
+
+def check_writable_file(path: Path, what: str, flag: str, ours=None) -> bool:
+    """Before the work: `path` can be written, and if it exists it is a file orpo-dist wrote
+    (`ours(path)` says so), which is then replaced. Returns whether it exists."""
+    if path.is_dir():
+        raise UserError(f"{flag} {path} is a folder: give a file name for {what}")
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise UserError(f"cannot write {what} to {path}: it lies under {blocker}, which is a file; pass another {flag}")
+    ensure_writable(path.parent, what, flag)
+    if not path.exists():
+        return False
+    if ours is not None and not ours(path):
+        raise UserError(f"{path} exists and is not {what} orpo-dist wrote: give another {flag} (nothing was written)")
+    return True
 
 
 def write_text(path: Path, text: str) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from .errors import UserError
+from .errors import INTERRUPTED, Interrupted, UserError
 
 COMMANDS = {
     "train": ("orpo_dist.train", "train with ORPO in this process (also the per-process entry point)"),
@@ -55,12 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         module = importlib.import_module(COMMANDS[name][0])
         return int(module.main(rest) or 0)
+    except Interrupted as err:
+        print(f"\norpo-dist {name}: {err}", file=sys.stderr)  # on a line of its own, after any progress bar
+        return err.exit_code
     except UserError as err:
         print(f"orpo-dist {name}: error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
-        print(f"orpo-dist {name}: interrupted", file=sys.stderr)
-        return 130
+        print(f"orpo-dist {name}: {INTERRUPTED}", file=sys.stderr)
+        return Interrupted.exit_code
 
 
 if __name__ == "__main__":

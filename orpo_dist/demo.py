@@ -50,8 +50,15 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def show_exported(gguf_file: Path, probes, max_new_tokens: int = 48) -> list[str]:
-    """Load the exported GGUF back (transformers' GGUF reader) and answer the probes with it."""
+def show_exported(gguf_file: Path, probes, max_new_tokens: int = 48) -> tuple[str, list[str]]:
+    """(who read it, the answers): the exported GGUF answers the probes in llama.cpp itself when
+    its Python binding is installed, else through transformers' GGUF reader."""
+    from .export import llama_cpp
+
+    if llama_cpp.available():
+        chats = [[{"role": "user", "content": p.prompt}] for p in probes]
+        return "llama.cpp", llama_cpp.ask(gguf_file, chats=chats, max_tokens=max_new_tokens)["answers"]
+
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .eval.generation import generate
@@ -59,7 +66,8 @@ def show_exported(gguf_file: Path, probes, max_new_tokens: int = 48) -> list[str
     kwargs = {"gguf_file": gguf_file.name}
     tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, **kwargs).eval()
-    return generate(model, tokenizer, [p.prompt for p in probes], max_new_tokens)
+    reader = f"transformers (for llama.cpp itself: {llama_cpp.INSTALL_HINT})"
+    return reader, generate(model, tokenizer, [p.prompt for p in probes], max_new_tokens)
 
 
 def main(argv: list[str]) -> int:
@@ -109,8 +117,9 @@ def main(argv: list[str]) -> int:
         print(format_export(exported))
         gguf_file = Path(exported["gguf"]["path"])
         if probes:
-            print(f"\norpo-dist demo: the exported {gguf_file.name}, loaded back, answers the probes:")
-            for probe, answer in zip(probes, show_exported(gguf_file, probes)):
+            reader, answers = show_exported(gguf_file, probes)
+            print(f"\norpo-dist demo: the exported {gguf_file.name}, loaded by {reader}, answers the probes:")
+            for probe, answer in zip(probes, answers):
                 print(f"prompt:  {probe.prompt}\n  gguf:    {' '.join(answer.split())[:160]}")
     print(
         f"wall time {time.time() - start:.0f} s (training {trained_at - start:.0f} s), "

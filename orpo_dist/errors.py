@@ -11,3 +11,14 @@ class UserError(Exception):
     """Bad input from the user: the message says what is wrong and how to fix it."""
 
     exit_code = 2
+
+
+# What a training process prints when Ctrl-C stops it; a launcher above it drops its ranks' copies
+# of that line and says it once for the whole job.
+INTERRUPTED = "interrupted"
+
+
+class Interrupted(UserError):
+    """Ctrl-C (SIGINT): not an error of the run; the message names what is kept and how to go on."""
+
+    exit_code = 130  # 128 + SIGINT, as a shell reports it

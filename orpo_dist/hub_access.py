@@ -84,13 +84,18 @@ def token() -> str | None:
     return get_token()  # HF_TOKEN, or the file `hf auth login` writes
 
 
+def looks_local(name: str) -> bool:
+    """A name that can only be a local path (a hub id is NAME or OWNER/NAME)."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or name.endswith((".gguf", ".json", ".yaml"))
+
+
 def hub_model_name(name: str | None) -> str | None:
     from . import builtin_models
 
     if not name or builtin_models.is_alias(name):
         return None
-    if Path(os.path.expanduser(name)).exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
-        return None  # local (a missing local path gets its own message when it loads)
+    if Path(os.path.expanduser(name)).exists() or looks_local(name):
+        return None  # local (a missing local path is refused as such by model.check_model_folder)
     return name
 
 

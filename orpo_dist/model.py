@@ -15,6 +15,7 @@ import torch
 
 from . import builtin_models
 from .errors import UserError
+from .hub_access import looks_local
 from .model_rules import apply_config_overrides, default_lora_targets, training_method
 from .recipe import ModelArguments, OrpoDistConfig
 
@@ -37,11 +38,14 @@ def model_path(margs: ModelArguments) -> str:
     return builtin_models.resolve(margs.model_name_or_path)
 
 
-def check_model_folder(name: str, trust_remote_code: bool = False) -> None:
+def check_model_folder(name: str, trust_remote_code: bool = False, what: str = "model") -> None:
     """A local model folder must hold a config.json with a model_type (else transformers fails
     with an error that does not say which folder, or what is missing), and its own Python code
     (auto_map) runs only when the recipe says trust_remote_code."""
-    folder = Path(name)
+    folder = Path(name).expanduser()
+    if not folder.exists() and looks_local(name):
+        raise UserError(f"{what} {name} does not exist (relative paths start at {Path.cwd()}): give a model folder, "
+                        "a hub name or smollm2-135m-instruct")
     if not folder.is_dir():
         return  # a hub name or a file: transformers' own errors name it
     config = folder / "config.json"
@@ -64,6 +68,14 @@ def check_model_folder(name: str, trust_remote_code: bool = False) -> None:
                         "in the recipe if you trust it; orpo-dist never runs it otherwise")
 
 
+def check_gguf(folder: str, gguf_file: str | None) -> None:
+    """gguf_file names a file in a local model folder: it must be there, GGUF and complete."""
+    if gguf_file and Path(folder).expanduser().is_dir():
+        from .gguf_file import check_gguf_file
+
+        check_gguf_file(Path(folder).expanduser() / gguf_file, "gguf_file")
+
+
 def load_tokenizer(margs: ModelArguments, training: OrpoDistConfig):
     from transformers import AutoTokenizer
 
@@ -71,7 +83,8 @@ def load_tokenizer(margs: ModelArguments, training: OrpoDistConfig):
     kwargs = {"revision": margs.model_revision, "trust_remote_code": training.trust_remote_code}
     if margs.gguf_file and not margs.tokenizer_name_or_path:
         kwargs["gguf_file"] = margs.gguf_file
-    check_model_folder(name, training.trust_remote_code)
+    check_model_folder(name, training.trust_remote_code, "tokenizer" if margs.tokenizer_name_or_path else "model")
+    check_gguf(name, margs.gguf_file)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
     except (OSError, ValueError) as err:
@@ -159,6 +172,31 @@ def _local_device():
     if torch.cuda.is_available():
         return int(os.environ.get("LOCAL_RANK", "0"))
     return "cpu"
+
+
+def check_lora_targets(margs: ModelArguments, training: OrpoDistConfig) -> None:
+    """LoRA targets that name no layer of the model are refused from its config alone, before
+    any weight loads (PEFT raises only after the load), naming the layers the model does have."""
+    if training_method(margs.use_peft, margs.load_in_4bit, margs.load_in_8bit) == "full" \
+            or not margs.lora_target_modules:
+        return
+    from transformers import AutoConfig
+
+    from .planner.shapes import lora_target_groups, shape_of_config
+
+    path = model_path(margs)
+    check_model_folder(path, training.trust_remote_code)
+    kwargs = {"gguf_file": margs.gguf_file} if margs.gguf_file else {}
+    try:
+        config = AutoConfig.from_pretrained(path, revision=margs.model_revision,
+                                            trust_remote_code=training.trust_remote_code, **kwargs)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read the config of the model {path!r}: {str(err)[:500]}") from None
+    config = apply_config_overrides(config, margs.model_config_overrides or None)
+    try:
+        lora_target_groups(shape_of_config(config, margs.model_name_or_path), margs.lora_target_modules)
+    except UserError as err:
+        raise UserError(f"lora_target_modules: {err}") from None
 
 
 def lora_targets(model, margs: ModelArguments):

@@ -23,7 +23,8 @@ import yaml
 
 from .errors import UserError
 from .recipe_checks import (
-    REPORT_TO_AUTO, check_data_values, check_output_dir, check_training_values, resolve_report_to,
+    REPORT_TO_AUTO, check_data_values, check_lora_values, check_output_dir, check_training_values,
+    read_chat_template, resolve_report_to,
 )
 from .recipe_compat import HINTS, upgrade, upgrade_argv
 from .recipe_files import load_yaml, resolve
@@ -118,6 +119,8 @@ class ModelArguments(ModelConfig):
                 raise UserError(f"model_config_overrides is not valid JSON: {err}") from None
         if self.lora_all_linear:
             self.lora_target_modules = "all-linear"
+        self.chat_template = read_chat_template(self.chat_template)
+        check_lora_values(lambda name: getattr(self, name, None))
 
 
 @dataclass
@@ -399,6 +402,8 @@ def check_without_hardware(recipe: str, overrides: list[str]) -> dict[str, Any]:
     values = vars(namespace)
     check_training_values(values.get)
     check_data_values(values.get)
+    check_lora_values(values.get)
+    values["chat_template"] = read_chat_template(values.get("chat_template"))
     check_prompt_length(values.get("max_prompt_length"), values.get("max_length"))
     resolve_report_to(values.get("report_to"))  # a logger the job's venv lacks fails here, not on the nodes
     return values

@@ -69,10 +69,34 @@ def check_training_values(get: Callable[[str], Any]) -> None:
         value = get(name)
         if value is not None and (not _is_number(value) or value < 0):
             raise UserError(f"{name} is {value!r}: it must be a number of at least 0")
+    deepspeed = get("deepspeed")
+    if isinstance(deepspeed, str) and not deepspeed.lstrip().startswith("{") and deepspeed.endswith(".json") \
+            and not Path(deepspeed).expanduser().is_file():
+        raise UserError(f"deepspeed config {deepspeed} does not exist (relative paths start at {Path.cwd()}); "
+                        "the bundled ones are used by `orpo-dist launch --strategy zero2|zero3|...`")
     epochs, steps = get("num_train_epochs"), get("max_steps")
     if _is_number(epochs) and epochs <= 0 and not (_is_int(steps) and steps > 0):
         raise UserError(f"num_train_epochs is {epochs!r} and max_steps is unset: nothing would train; "
                         "set num_train_epochs > 0 or max_steps > 0")
+
+
+def check_lora_values(get: Callable[[str], Any]) -> None:
+    """LoRA's numbers, refused before the model loads (PEFT would raise after it did, or, for the
+    dropout, train with every adapter input zeroed)."""
+    if not get("use_peft"):
+        return
+    r, alpha, dropout = get("lora_r"), get("lora_alpha"), get("lora_dropout")
+    if r is not None and (not _is_int(r) or r < 1):
+        raise UserError(f"lora_r is {r!r}: the LoRA rank must be a whole number of at least 1 (8-64 is usual)")
+    if alpha is not None and (not _is_number(alpha) or alpha <= 0):
+        raise UserError(f"lora_alpha is {alpha!r}: it must be a positive number (the adapter's scale is "
+                        "lora_alpha / lora_r; 2 x lora_r is usual)")
+    if dropout is not None and (not _is_number(dropout) or not 0 <= dropout < 1):
+        raise UserError(f"lora_dropout is {dropout!r}: it must be in [0, 1) (0.05 is usual; 1 would drop every input)")
+    targets = get("lora_target_modules")
+    if isinstance(targets, (list, tuple)) and not [t for t in targets if str(t).strip()]:
+        raise UserError("lora_target_modules is an empty list: name the layers to adapt (e.g. [q_proj, v_proj]), "
+                        "use all-linear, or leave it out for the attention projections")
 
 
 def check_data_values(get: Callable[[str], Any]) -> None:
@@ -84,6 +108,35 @@ def check_data_values(get: Callable[[str], Any]) -> None:
         value = get(name)
         if value is not None and (not _is_int(value) or value < 1):
             raise UserError(f"{name} is {value!r}: it must be a whole number of at least 1, or left out")
+
+
+JINJA_MARKERS = ("{{", "{%")
+TEMPLATE_SUFFIXES = (".jinja", ".jinja2", ".j2", ".tmpl", ".txt")
+
+
+def read_chat_template(value: Any) -> Any:
+    """A recipe's chat_template is Jinja text (alignment-handbook's field), or a file holding it
+    (`chat_template: templates/chatml.jinja`), read here: a path must never be rendered as if it
+    were the template (every prompt would become that path)."""
+    if not isinstance(value, str) or any(marker in value for marker in JINJA_MARKERS):
+        return value
+    path = Path(value).expanduser()
+    looks_like_a_path = "\n" not in value and ("/" in value or value.endswith(TEMPLATE_SUFFIXES))
+    if path.is_file():
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as err:
+            raise UserError(f"chat_template: cannot read {path}: {err}") from None
+        if not any(marker in text for marker in JINJA_MARKERS):
+            raise UserError(f"chat_template: {path} holds no Jinja template (no {{{{ ... }}}} or {{% ... %}}): "
+                            "point chat_template at a template file, or write the template itself")
+        return text
+    if looks_like_a_path:
+        raise UserError(f"chat_template is {value!r}: no such file (relative paths are read from {Path.cwd()}), "
+                        "and it is not a Jinja template either (no {{ ... }} or {% ... %}). Give the template "
+                        "file's path, or the template text itself")
+    raise UserError(f"chat_template is {value!r}: that is not a Jinja template (no {{{{ ... }}}} or {{% ... %}}), "
+                    "so every prompt would be rendered as that text. Give the template text or a template file")
 
 
 def check_output_dir(output_dir: Any) -> None:

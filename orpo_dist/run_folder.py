@@ -12,6 +12,7 @@ transformers): a login node following a job imports this alone.
     eval.json        `orpo-dist eval`'s results (eval.md: the same as a report, with its pictures)
     plots/           PNG training curves (and eval's gap histogram), redrawn by `orpo-dist report`
     runs/            TensorBoard event files (report_to: tensorboard, the default when it is installed)
+    submitit/        `orpo-dist submit`'s job files and each node's log
     checkpoint-N/    the Trainer's checkpoints (transformers' naming); COMPLETE inside once every
                      rank has saved its part: --resume takes the newest complete one
 
@@ -36,6 +37,7 @@ EVAL_FILE = "eval.json"
 EVAL_REPORT_FILE = "eval.md"
 PLOTS_FOLDER = "plots"
 FINAL_STAGING_FOLDER = ".final-model.partial"  # the final model is saved here, then moved into the run folder
+SUBMITIT_FOLDER = "submitit"  # `orpo-dist submit`: submitit's job files and the nodes' logs
 STOP_FILE = "STOP"
 STOPPED_FILE = "STOPPED"
 CHECKPOINT_PREFIX = "checkpoint"  # checkpoint-<global step>: transformers' PREFIX_CHECKPOINT_DIR
@@ -153,6 +155,66 @@ def rotate_complete_checkpoints(output_dir: str | Path, keep: int | None, protec
     for folder in complete[:-keep]:
         if folder.resolve() not in protected:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def resume_advice(output_dir: str | Path | None, command: str = "") -> str:
+    """What is kept of an ended or interrupted run and how to continue it, as one sentence."""
+    last = last_checkpoint(output_dir) if output_dir and Path(output_dir).is_dir() else None
+    if last is None:
+        return "No checkpoint was complete yet, so a new start begins at step 0"
+    if command and "--resume" not in command.split():
+        command += " --resume"
+    how = f"`{command}`" if command else "--resume"
+    return f"The last complete checkpoint is {last}: continue the run with {how}"
+
+
+# What a run, its evaluation, report and export put in the run folder, beside the model files
+# save_pretrained writes; a folder holding anything else is somebody's, not a run's.
+RUN_FOLDER_NAMES = {METRICS_FILE, RECIPE_FILE, VERSIONS_FILE, HELDOUT_FILE, MODEL_CARD_FILE, EVAL_FILE,
+                    EVAL_REPORT_FILE, PLOTS_FOLDER, "runs", FINAL_STAGING_FOLDER, STOP_FILE, STOPPED_FILE,
+                    SUBMITIT_FOLDER, "export"}
+_MODEL_FILE = re.compile(r"^(config|generation_config|adapter_config|tokenizer|tokenizer_config|"
+                         r"special_tokens_map|chat_template|training_args|vocab|merges|added_tokens)\.|"
+                         r"^(model|adapter_model)(-\d+-of-\d+)?\.safetensors(\.index\.json)?$|^\.")
+
+
+def require_run_folder(run_dir: str | Path) -> Path:
+    """`run_dir` as an existing run folder, or a UserError that says which of the three it is not."""
+    from .errors import UserError
+
+    path = Path(run_dir)
+    if not path.exists():
+        raise UserError(f"{path} does not exist: pass the --output_dir of an orpo-dist run")
+    if not path.is_dir():
+        raise UserError(f"{path} is a file, not a folder: pass the --output_dir of an orpo-dist run")
+    if not (path / RECIPE_FILE).is_file():
+        raise UserError(f"{path} is not an orpo-dist run folder (no {RECIPE_FILE}); pass the --output_dir of a run")
+    return path
+
+
+def check_new_run_folder(output_dir: str | Path | None, resume: bool = False) -> None:
+    """A run writes into a new or empty folder, or continues its own; it never overwrites a finished
+    run (its model card says it finished) or a folder of somebody else's files."""
+    from .errors import UserError
+
+    if not output_dir:
+        return
+    out = Path(output_dir)
+    if not out.is_dir():
+        return
+    names = sorted(p.name for p in out.iterdir())
+    if not names:
+        return
+    if (out / MODEL_CARD_FILE).is_file() and (out / RECIPE_FILE).is_file() and not resume:
+        raise UserError(f"output_dir {out} holds a finished run (its model card {MODEL_CARD_FILE} and model): "
+                             "orpo-dist never overwrites a run. Choose another --output_dir (or evaluate, report "
+                             "and export this one)")
+    foreign = [n for n in names if n not in RUN_FOLDER_NAMES and checkpoint_step(n) is None
+               and not _MODEL_FILE.match(n)]
+    if foreign and not (out / RECIPE_FILE).is_file():
+        shown = ", ".join(foreign[:4]) + (f" and {len(foreign) - 4} more" if len(foreign) > 4 else "")
+        raise UserError(f"output_dir {out} already holds files that are not an orpo-dist run's ({shown}); "
+                             "a run would write its model and files among them. Choose a new or empty folder")
 
 
 def has_checkpoints(output_dir: str | Path) -> bool:

@@ -17,14 +17,14 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from .atomic import disk_full, publish_folder_contents  # noqa: E402
 from .elastic import convert_to_universal, load_as_universal, plan_resume  # noqa: E402
-from .errors import LOST_CONTACT, UserError  # noqa: E402
+from .errors import INTERRUPTED, LOST_CONTACT, Interrupted, UserError  # noqa: E402
 from .data.sources import hub_dataset_name  # noqa: E402
 from .hub_access import HubNeeds, cached_on_disk, check_hub_access, hub_model_name  # noqa: E402
 from .process import is_main_process, main_process_print  # noqa: E402
 from .recipe import Recipe, parse  # noqa: E402
 from .run_folder import (  # noqa: E402
     EXIT_STOPPED, FINAL_STAGING_FOLDER, HELDOUT_FILE, checkpoint_step, checkpoints, incomplete_reason,
-    last_complete_checkpoint, mark_stopped,
+    check_new_run_folder, last_complete_checkpoint, mark_stopped, resume_advice,
 )
 
 
@@ -59,6 +59,7 @@ def resolve_checkpoint(recipe: Recipe) -> str | None:
             raise UserError(f"cannot resume from {chosen}: {reason}. Pick another checkpoint, or --resume to take "
                             "the newest complete one")
         return str(chosen)
+    check_new_run_folder(out, training.resume)
     found = checkpoints(out)
     if not training.resume:
         if found:
@@ -92,7 +93,7 @@ def run(recipe: Recipe, extra_callbacks=(), on_trainer=None, save_model: bool = 
     save_model=False skips the final save (a benchmark's throw-away run)."""
     from .callbacks import MetricsJsonl, StopOnNonFiniteLoss, StopOnRequest
     from .data import prepare_datasets
-    from .model import load_model, load_tokenizer, peft_config
+    from .model import check_lora_targets, load_model, load_tokenizer, peft_config
     from .orpo_step import trainer_class
     from .outputs import write_jsonl, write_model_card, write_run_info
     from .report.training import draw_training_plots, plots_markdown
@@ -103,6 +104,7 @@ def run(recipe: Recipe, extra_callbacks=(), on_trainer=None, save_model: bool = 
     check_hub_access(recipe_needs(recipe), log)
     resume_step = checkpoint_step(checkpoint) if checkpoint else None
     elastic = plan_resume(checkpoint, training, log) if checkpoint else None
+    check_lora_targets(recipe.model, training)
 
     tokenizer = load_tokenizer(recipe.model, training)
     data = prepare_datasets(recipe.data, tokenizer, training.max_length, training.seed, log=log,
@@ -213,11 +215,18 @@ def peer_lost(err: BaseException) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import shlex
+
+    argv = list(sys.argv[1:] if argv is None else argv)
     recipe = parse(argv)
     try:
         run(recipe)
     except StoppedForResume:
         return EXIT_STOPPED
+    except KeyboardInterrupt:
+        # Ctrl-C: the checkpoints written so far are kept; say so instead of a traceback.
+        command = "orpo-dist train " + shlex.join(argv)
+        raise Interrupted(f"{INTERRUPTED}. {resume_advice(recipe.training.output_dir, command)}") from None
     except Exception as err:  # noqa: BLE001 - only a lost peer is turned into a line; the rest re-raises
         if not peer_lost(err):
             raise

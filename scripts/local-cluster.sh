@@ -271,10 +271,16 @@ AccountingStorageHost=$CTLD_ADDR
 AccountingStoragePort=$DBD_PORT
 # Without this the accounting client falls back to the system munge socket.
 AccountingStoragePass=$MUNGE_SOCKET
+# As on a real HPC system: a job must name an account that exists (root's default is set up by
+# 'start'), and a request beyond a partition's limits is refused by sbatch at once, not queued
+# forever (the tests check how orpo-dist reports those refusals).
+AccountingStorageEnforce=associations,limits,qos
+EnforcePartLimits=ALL
 NodeName=${NODES[0]} NodeHostname=$host NodeAddr=$(node_addr "${NODES[0]}") Port=$N1_PORT CPUs=$cpus RealMemory=$mem State=UNKNOWN
 NodeName=${NODES[1]} NodeHostname=$host NodeAddr=$(node_addr "${NODES[1]}") Port=$N2_PORT CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=${NODES[0]},${NODES[1]} Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:2 PriorityTier=1 GraceTime=120
 PartitionName=urgent Nodes=${NODES[0]},${NODES[1]} Default=NO MaxTime=INFINITE State=UP OverSubscribe=NO PriorityTier=2
+PartitionName=short Nodes=${NODES[0]},${NODES[1]} Default=NO MaxTime=30 State=UP OverSubscribe=FORCE:2 PriorityTier=1
 EOF
   if [ -f "$CONF" ] && ! cmp -s "$new" "$CONF" && up slurmctld; then
     say "warning: the configuration changed while the cluster runs; 'stop' then 'start' to apply it"

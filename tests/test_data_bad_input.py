@@ -334,7 +334,7 @@ def test_no_dataset_and_unknown_split(tmp_path):
 
 def test_unreadable_files(tmp_path):
     (tmp_path / "x.parquet").write_bytes(b"not parquet")
-    with pytest.raises(UserError, match="cannot read it as Parquet"):
+    with pytest.raises(UserError, match="is not a Parquet file"):
         prepare(tmp_path / "x.parquet")
     (tmp_path / "x.jsonl.gz").write_bytes(gzip.compress(b'{"a": 1}\n' * 100)[:20])
     with pytest.raises(UserError, match="is the file complete"):

@@ -387,7 +387,7 @@ def test_export_cli_on_a_trained_lora_run(tmp_path):
     for path in (out / "merged", out / "run-q8_0.gguf", out / "Modelfile"):
         assert str(path) in result.stdout and path.exists()
     assert "GGUF q8_0" in result.stderr  # the progress bar
-    assert not list(out.glob(".*"))  # no temporary leftovers
+    assert [p.name for p in out.glob(".*")] == [".orpo-dist-export.json"]  # no temporary leftovers, only the record
     recipe = load_run_recipe(run)
     tokenizer = load_tokenizer(recipe.model, recipe.training)
     reference = logits(PeftModel.from_pretrained(load_model(recipe.model, recipe.training), run), tokenizer)
@@ -408,20 +408,22 @@ def test_export_cli_on_a_trained_lora_run(tmp_path):
     assert scores["gguf"]["trained"]["chosen_logp"] == pytest.approx(scores["run"]["trained"]["chosen_logp"], rel=0.05)
 
 
-def _cli_error(*args):
-    result = run_cli("export", *map(str, args))
-    assert result.returncode == 2, (result.stdout, result.stderr[-2000:])
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("orpo-dist export: error:")]
-    assert len(errors) == 1 and result.stderr.rstrip().endswith(errors[0]), result.stderr[-2000:]
-    return errors[0]
-
-
-def test_cli_errors_are_one_clear_line(tmp_path, lora_run, tiny_model_dir):
+def test_cli_errors_are_one_clear_line(tmp_path, lora_run, tiny_model_dir, capsys):
+    """`orpo-dist export` in this process (its own entry point and error handling)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    from orpo_dist.cli import main
+
+    def _cli_error(*args):
+        status = main(["export", *map(str, args)])
+        err = capsys.readouterr().err
+        assert status == 2 and "Traceback" not in err, err[-2000:]
+        errors = [line for line in err.splitlines() if line.startswith("orpo-dist export: error:")]
+        assert len(errors) == 1 and err.rstrip().endswith(errors[0]), err[-2000:]
+        return errors[0]
+
     assert "not an orpo-dist run folder" in _cli_error(tmp_path, "--merge")
-    assert "is not a folder" in _cli_error(tmp_path / "missing", "--merge")
+    assert "missing does not exist" in _cli_error(tmp_path / "missing", "--merge")
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
     write_recipe(unfinished, model_name_or_path=str(tiny_model_dir))

@@ -177,3 +177,53 @@ def test_bad_recipe_and_missing_slurm_are_refused(slurm_env, tmp_path):
     no_slurm = run_cli("submit", "--nodes", "1", "--gpus-per-node", "0", TINY, "--output_dir", tmp_path / "y",
                        timeout=120, env={"SLURM_CONF": str(tmp_path / "missing.conf")})
     assert no_slurm.returncode == 2 and "no Slurm reachable" in no_slurm.stderr
+
+
+REFUSALS = [
+    # (case, submit options, Slurm's own words)
+    ("an account that does not exist", ["--account", "no-such-account"], "Invalid account"),
+    ("a time limit beyond the partition's", ["--partition", "short", "--time", "2:00:00"],
+     "Requested time limit is invalid"),
+    ("a QOS that does not exist", ["--qos", "no-such-qos"], "Invalid qos specification"),
+    ("a node feature no node has", ["--constraint", "no-such-feature"], "Invalid feature specification"),
+]
+
+
+@pytest.mark.parametrize("case, options, words", REFUSALS, ids=[c[0] for c in REFUSALS])
+def test_a_job_slurm_refuses_is_one_line_and_leaves_nothing_behind(slurm_env, tmp_path, capsys, monkeypatch,
+                                                                    case, options, words):
+    """sbatch's refusal in Slurm's own words, in one line; the output folder as it was before
+    (here: one the user made, with a file in it), nothing of the attempt left in it."""
+    from .test_user_mistakes import check_refusal, run_case
+
+    for key, value in slurm_env.items():
+        monkeypatch.setenv(key, value)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "recipe.yaml").write_text(TINY.read_text())  # the user's copy of the recipe, beside the run
+    status, _, err = run_case(["submit", "--nodes", "1", "--gpus-per-node", "0", "--strategy", "single", *options,
+                               TINY, "--output_dir", out], capsys)
+    check_refusal(status, err, ["Slurm refused the job: sbatch: error:", words, "Nothing was submitted"])
+    assert sorted(p.name for p in out.iterdir()) == ["recipe.yaml"]
+    fresh = tmp_path / "fresh"
+    status, _, err = run_case(["submit", "--nodes", "1", "--gpus-per-node", "0", "--strategy", "single", *options,
+                               TINY, "--output_dir", fresh], capsys)
+    assert status == 2 and not fresh.exists()  # a folder made for the attempt is gone with it
+
+
+def test_ctrl_c_on_submit_wait_cancels_the_job_in_one_line(slurm_env, tmp_path):
+    from .test_user_mistakes import interrupt_once_checkpointed
+
+    out = tmp_path / "run"
+    status, err, seconds = interrupt_once_checkpointed(
+        ["submit", "--nodes", "1", "--gpus-per-node", "0", "--strategy", "single", "--wait", TINY,
+         "--output_dir", out, "--max_steps", "500", "--save_steps", "3"], out, env=slurm_env)
+    said = [line for line in err.splitlines() if "interrupted" in line]
+    print(f"Ctrl-C on submit --wait: exit {status} after {seconds:.1f} s: {said}")
+    assert status == 130 and "Traceback" not in err and ": error:" not in err, err[-3000:]
+    assert len(said) == 1 and said[0].startswith("orpo-dist submit: interrupted: job ") and "was cancelled" in said[0]
+    assert "The last complete checkpoint is" in said[0] and "--resume`" in said[0]
+    job = said[0].split("job ")[1].split()[0]
+    state = subprocess.run(["sacct", "-n", "-X", "-j", job, "-o", "State"], env={**os.environ, **slurm_env},
+                           capture_output=True, text=True, timeout=30).stdout.strip()
+    assert state.startswith("CANCELLED"), state

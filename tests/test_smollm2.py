@@ -8,6 +8,9 @@ import math
 
 import pytest
 
+from orpo_dist.eval.probes import DEFAULT_PROBES
+from orpo_dist.export import llama_cpp
+
 from .helpers import run_cli, train_logs
 
 pytestmark = pytest.mark.slow
@@ -40,3 +43,17 @@ def test_demo_command_runs_end_to_end_and_exports(tmp_path):
     answers = result.stdout.split("answers the probes:")[1]
     assert answers.count("  gguf:    ") == 3
     assert "Ottawa" in answers  # the exported model still knows the capital of Canada
+
+    # The real client: llama.cpp loads both GGUF types and answers the probes with the file's own
+    # chat template, quietly and verbosely (the same greedy answers either way).
+    exported = run_cli("export", out, "--gguf", "f16", "--out", tmp_path / "f16", "--no-progress")
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    chats = [[{"role": "user", "content": probe.prompt}] for probe in DEFAULT_PROBES]
+    for gguf_file in (export / "demo-q8_0.gguf", tmp_path / "f16" / "demo-f16.gguf"):
+        quiet = llama_cpp.ask(gguf_file, chats=chats, verbose=False)
+        loud = llama_cpp.ask(gguf_file, chats=chats, verbose=True)
+        print(gguf_file.name, quiet["answers"])
+        assert "llama_model_loader" in loud["stderr"] and "llama_model_loader" not in quiet["stderr"]
+        assert quiet["answers"] == loud["answers"] and all(a.strip() for a in quiet["answers"])
+        assert "Ottawa" in quiet["answers"][2], quiet["answers"]
+        assert not any("<|im_" in a for a in quiet["answers"])  # the template's end-of-turn stopped it

@@ -73,6 +73,7 @@ def analyze(
     for name in chosen_splits:
         good[name], report.splits[name] = _process(raw_splits[name], fmt, cols, renderer, tokenizer, max_length,
                                                    max_prompt_length)
+    report.notes.extend(note for name in chosen_splits for note in raw_splits[name].notes)
     if args.apply_chat_template and not renderer.use_template and tokenizer is not None:
         report.notes.append("the tokenizer has no chat template: rows are rendered as plain text")
     return good, report

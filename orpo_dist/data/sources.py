@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..errors import UserError
+from .file_kind import UTF8_BOM, content_kind, csv_dialect, describe, is_gzip, open_bytes
 from .report import BROKEN_JSON, BadRowError
 
 JSON_SUFFIXES = (".jsonl.gz", ".json.gz", ".ndjson.gz", ".jsonl", ".json", ".ndjson")
@@ -43,6 +44,7 @@ class RawSplit:
     rows: list[RawRow] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)  # union of keys, first-seen order
     origin: str = ""
+    notes: list[str] = field(default_factory=list)  # e.g. a file whose content is not what its name says
 
     def add_columns(self, keys) -> None:
         known = set(self.columns)
@@ -96,33 +98,62 @@ def hub_dataset_name(name: str | None) -> str | None:
 # ---------------------------------------------------------------- local files
 
 
+def named_kind(path: Path) -> str | None:
+    lower = path.name.lower()
+    for suffixes, kind in ((JSON_SUFFIXES, "json"), (CSV_SUFFIXES, "csv"), (PARQUET_SUFFIXES, "parquet")):
+        if lower.endswith(suffixes):
+            return kind
+    return None
+
+
 def read_file(path: Path, split: str, label_file: bool = False) -> RawSplit:
+    """Rows of one file, read as what its content is (its name can be wrong: file_kind.py)."""
     raw = RawSplit(split, origin=str(path))
     prefix = f"{path.name} " if label_file else ""
-    lower = path.name.lower()
-    if lower.endswith(JSON_SUFFIXES):
-        _read_json(path, raw, prefix)
-    elif lower.endswith(CSV_SUFFIXES):
-        _read_csv(path, raw, prefix)
-    elif lower.endswith(PARQUET_SUFFIXES):
-        _read_parquet(path, raw, prefix)
-    else:
+    named = named_kind(path)
+    if named is None:
         raise UserError(f"{path}: unsupported file type; use .jsonl, .json, .jsonl.gz, .json.gz, .parquet or .csv")
+    if not path.is_file():
+        raise UserError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
+    content, gzipped = content_kind(path), is_gzip(path)
+    kind = {"parquet": "parquet", "json": "json", "empty": named}.get(content) or (
+        "csv" if named == "csv" or _looks_like_csv(path) else named)
+    if named == "parquet" and content != "parquet":
+        if content != "json":
+            raise UserError(f"{path} is named .parquet but is not a Parquet file (it holds {describe(content, gzipped)}):"
+                            " was it written by another program, or renamed?")
+    if kind != named or gzipped != path.name.lower().endswith(".gz"):
+        what = "CSV text" + (" (gzip-compressed)" if gzipped else "") if kind == "csv" else describe(content, gzipped)
+        raw.notes.append(f"{path.name} holds {what}, not what its "
+                         f"name says; it was read as {kind.upper()}{' after unpacking' if gzipped else ''}. Rename it "
+                         "to match its content to silence this note")
+    {"json": _read_json, "csv": _read_csv, "parquet": _read_parquet}[kind](path, raw, prefix)
     return raw
 
 
-def _open_bytes(path: Path):
-    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+def _looks_like_csv(path: Path) -> bool:
+    """Text that is not JSON, whose first line splits into several cells: a header row."""
+    from .file_kind import head_bytes
+
+    first = head_bytes(path).removeprefix(UTF8_BOM).decode("utf-8", "replace").splitlines()[:1]
+    return bool(first) and any(first[0].count(d) >= 1 for d in (",", ";", "\t"))
 
 
 def _read_json(path: Path, raw: RawSplit, prefix: str) -> None:
     try:
-        with _open_bytes(path) as f:
+        with open_bytes(path) as f:
             data = f.read()
     except (OSError, EOFError) as err:
         raise UserError(f"{path}: cannot read it ({err}); is the file complete?") from None
+    data = data.removeprefix(UTF8_BOM)
     head = data.lstrip()[:1]
-    is_lines = ".jsonl" in path.name.lower() or ".ndjson" in path.name.lower()
+    # A JSON array is read whole whatever the file is called; JSON lines (one object per line) are
+    # read line by line, so that a broken line is one bad row.
+    named_lines = ".jsonl" in path.name.lower() or ".ndjson" in path.name.lower()
+    is_lines = head == b"{" and named_lines
+    if head == b"[" and named_lines:
+        raw.notes.append(f"{path.name} holds one JSON array, not JSON lines (one object per line); it was read as "
+                         "an array. Rename it .json to silence this note")
     if not is_lines and head in (b"[", b"{"):
         try:
             whole = json.loads(data)
@@ -175,10 +206,14 @@ def _add(raw: RawSplit, number: int, where: str, row: Any) -> None:
 
 def _read_csv(path: Path, raw: RawSplit, prefix: str) -> None:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    opener = gzip.open if is_gzip(path) else open
     try:
-        with opener(path, "rt", encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f)
+        # utf-8-sig: Excel starts its UTF-8 CSV with a byte-order mark, which would else stick to the
+        # first column's name ("\ufeffprompt").
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as f:
+            sample = f.read(64 * 1024)
+            f.seek(0)
+            reader = csv.DictReader(f, dialect=csv_dialect(sample))
             raw.add_columns(reader.fieldnames or [])
             for number, row in enumerate(reader, 1):
                 row.pop(None, None)  # cells beyond the header
@@ -233,6 +268,7 @@ def _from_folder(folder: Path, wanted: list[str] | None, default_split: str) -> 
             part = read_file(p, name, label_file=len(paths) > 1)
             merged.rows.extend(part.rows)
             merged.add_columns(part.columns)
+            merged.notes.extend(part.notes)
         splits[name] = merged
     return splits
 

@@ -35,8 +35,18 @@ def score(model, tokenized, pad_token_id: int, desc: str) -> tuple[list[float], 
         return pair_logps(model, tokenized, pad_token_id, progress=bar.update)
 
 
+def is_eval_report(path: Path) -> bool:
+    """Is `path` an eval.json that `orpo-dist eval` wrote (and may replace)?"""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {"base", "trained", "pairs"} <= set(data)
+
+
 def evaluate(target: str | Path, pairs_file: str | None = None, max_pairs: int | None = None,
-             probes=DEFAULT_PROBES, max_new_tokens: int = 48, base: str | None = None) -> dict:
+             probes=DEFAULT_PROBES, max_new_tokens: int = 48, base: str | None = None,
+             out: str | Path | None = None) -> dict:
     from ..report.plots import gap_histogram
     from .generation import generate
     from .models import load, resolve_target
@@ -44,10 +54,16 @@ def evaluate(target: str | Path, pairs_file: str | None = None, max_pairs: int |
     from .scoring import tokenize_pairs
     from .stats import by_category, category_column, summarise
 
+    from ..atomic import check_writable_file
+
     started = time.time()
     where = resolve_target(target)
+    folder = Path(out) if out else where.report_dir
     pairs_path = Path(pairs_file) if pairs_file else (where.run_dir or where.report_dir) / HELDOUT_FILE
-    rows = read_pairs(pairs_path, max_pairs)
+    rows = read_pairs(pairs_path, max_pairs, given=bool(pairs_file))
+    # Before minutes of scoring: the report can be written, and replaces only an earlier report.
+    if check_writable_file(folder / EVAL_FILE, "an eval report", "--out", ours=is_eval_report):
+        print(f"orpo-dist eval: the report will replace {folder / EVAL_FILE} (an earlier eval)", flush=True)
     tokenizer, base_model, trained_model, settings = load(where, base)
     tokenized, empty = tokenize_pairs(tokenizer, rows, settings["max_length"], settings["max_prompt_length"])
     if empty:
@@ -77,7 +93,6 @@ def evaluate(target: str | Path, pairs_file: str | None = None, max_pairs: int |
         if any(p.harmful for p in probes):
             result["refusal_rate"] = {name: refusal_rate(probes, a) for name, a in answers.items()}
     result["seconds"] = round(time.time() - started, 1)
-    folder = where.report_dir
     histogram = gap_histogram(result["gaps"]["base"], result["gaps"]["trained"], histogram_path(folder))
     result["report"] = str(write_markdown(result, folder, histogram))
     path = folder / EVAL_FILE
@@ -109,6 +124,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--prompt", action="append", dest="prompt_list",
                         help="a probe prompt (repeatable; instead of the default probes)")
     parser.add_argument("--no-generate", action="store_true", help="skip the greedy generations")
+    parser.add_argument("--out", metavar="DIR", help="write eval.json, eval.md and plots/ there (default: the run "
+                        "folder, or beside the model for a model folder or GGUF file)")
     args = parser.parse_args(argv)
     if args.max_pairs is not None and args.max_pairs < 1:
         raise UserError("--max-pairs must be at least 1")
@@ -122,7 +139,7 @@ def main(argv: list[str]) -> int:
         probes = tuple(Probe(p) for p in args.prompt_list)
     else:
         probes = DEFAULT_PROBES
-    result = evaluate(args.target, args.pairs, args.max_pairs, probes, args.max_new_tokens, args.base)
+    result = evaluate(args.target, args.pairs, args.max_pairs, probes, args.max_new_tokens, args.base, args.out)
     print(format_result(result))
     print(f"\nwritten to {result['json']} and {result['report']} ({result['seconds']:.0f} s)")
     return 0

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from ..hub_access import looks_local
 from ..run_folder import RECIPE_FILE
 
 DEFAULT_MAX_LENGTH = 1024  # TRL's ORPOConfig default, for targets outside any run
@@ -42,6 +43,9 @@ def resolve_target(target: str | Path) -> Target:
     if path.is_file():
         if path.suffix != ".gguf":
             raise UserError(f"{path} is a file but not a .gguf: pass a run folder, a model folder or a .gguf file")
+        from ..gguf_file import check_gguf_file
+
+        check_gguf_file(path)
         return Target("gguf", path, find_run(path.parent), path.parent)
     if (path / RECIPE_FILE).is_file():
         if not ((path / "adapter_config.json").is_file() or (path / "config.json").is_file()):
@@ -96,6 +100,12 @@ def load(target: Target, base_name: str | None = None):
         from .. import builtin_models
 
         base_path = Path(builtin_models.resolve(base_name))
+        if base_path.suffix == ".gguf":
+            from ..gguf_file import check_gguf_file
+
+            check_gguf_file(base_path, "--base")
+        elif not base_path.exists() and looks_local(base_name):
+            raise UserError(f"--base {base_name} does not exist: give a model folder, a .gguf file or a hub name")
         base = _from_pretrained(base_path, torch.float32, gguf=base_path.suffix == ".gguf")
         source = target.path if target.kind == "folder" else base_path
         gguf = source.suffix == ".gguf"

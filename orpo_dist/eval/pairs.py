@@ -13,8 +13,11 @@ from ..errors import UserError
 FIELDS = ("prompt", "chosen", "rejected")
 
 
-def read_pairs(path: Path, limit: int | None = None) -> list[dict]:
+def read_pairs(path: Path, limit: int | None = None, given: bool = False) -> list[dict]:
+    """`given`: the user named the file (--pairs), rather than the run's own held-out file."""
     if not path.is_file():
+        if given:
+            raise UserError(f"--pairs {path} {'is not a file' if path.exists() else 'does not exist'}")
         raise UserError(f"no pairs file at {path}: the run had no held-out split; pass --pairs FILE.jsonl")
     opener = gzip.open if path.suffix == ".gz" else open
     rows = []

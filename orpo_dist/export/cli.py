@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..atomic import ensure_writable, write_text
+from .manifest import check_targets, record
 
 MERGED_FOLDER = "merged"
 MODELFILE = "Modelfile"
@@ -42,16 +43,20 @@ def export_run(run_dir: str | Path, merge: bool = False, gguf_type: str | None =
         raise UserError("nothing to export: pass --merge (HF folder) and/or --gguf f16|q8_0 (GGUF + Modelfile)")
     if gguf_type is not None:
         check_gguf_type(gguf_type)
-    source = inspect_run(run_dir)
-    out = ensure_writable(Path(out) if out else source.run_dir / "export")
-    name = name or source.name
-    if "/" in name or name.startswith("."):
+    if name is not None and ("/" in name or name.startswith(".") or not name.strip()):
         raise UserError(f"--name {name!r} must be a plain file name (no '/', not starting with '.')")
-    if gguf_type is not None:  # refuse before the (possibly long) merge, not after it
+    source = inspect_run(run_dir)
+    name = name or source.name
+    out = ensure_writable(Path(out) if out else source.run_dir / "export")
+    targets = ([MERGED_FOLDER] if merge else []) + ([gguf_name(name, gguf_type), MODELFILE] if gguf_type else [])
+    replaced = check_targets(out, targets)  # before the (possibly long) merge, not after it
+    if gguf_type is not None:
         gguf_arch(model_config(source))
     tokenizer = load_tokenizer(source)
     if gguf_type is not None:
         check_tokenizer(tokenizer)
+    for item in replaced:
+        log(f"replacing {out / item} (written by an earlier export)")
 
     from .merge import load_merged, write_merged
 
@@ -63,6 +68,7 @@ def export_run(run_dir: str | Path, merge: bool = False, gguf_type: str | None =
     if merge:
         start = time.perf_counter()
         folder = write_merged(model, tokenizer, out / MERGED_FOLDER)
+        record(out, [MERGED_FOLDER])
         result["seconds"]["merged_folder"] = time.perf_counter() - start
         result["files"][str(folder)] = _size(folder)
     if gguf_type is not None:
@@ -70,16 +76,21 @@ def export_run(run_dir: str | Path, merge: bool = False, gguf_type: str | None =
         from .modelfile import modelfile_text
 
         start = time.perf_counter()
-        gguf_path = out / f"{name}-{gguf_type}.gguf"
+        gguf_path = out / gguf_name(name, gguf_type)
         summary = write_gguf(model, tokenizer, gguf_path, gguf_type, name, progress=progress)
         result["seconds"]["gguf"] = time.perf_counter() - start
         result["files"][str(gguf_path)] = summary["bytes"]
         text, note = modelfile_text(gguf_path.name, tokenizer, getattr(model, "generation_config", None))
         write_text(out / MODELFILE, text)
+        record(out, [gguf_path.name, MODELFILE])
         result["files"][str(out / MODELFILE)] = _size(out / MODELFILE)
         result["note"] = note
         result["gguf"] = summary
     return result
+
+
+def gguf_name(name: str, gguf_type: str) -> str:
+    return f"{name}-{gguf_type}.gguf"
 
 
 def format_result(result: dict) -> str:

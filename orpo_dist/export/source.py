@@ -29,9 +29,9 @@ class RunSource:
 def inspect_run(run_dir: str | Path) -> RunSource:
     from ..eval.models import load_run_recipe
 
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UserError(f"{run_dir} is not a folder; pass the --output_dir of an orpo-dist run")
+    from ..run_folder import require_run_folder
+
+    run_dir = require_run_folder(run_dir)
     recipe = load_run_recipe(run_dir)
     if (run_dir / ADAPTER_CONFIG).is_file():
         quantised = recipe.model.load_in_4bit or recipe.model.load_in_8bit

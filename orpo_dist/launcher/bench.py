@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..atomic import write_text
 from ..errors import UserError
 from .command import STRATEGIES, Layout, build
 
@@ -133,13 +134,28 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def is_bench_result(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {"stock", "fast", "setup"} <= set(data)
+
+
 def main(argv: list[str]) -> int:
     args, overrides = make_parser().parse_known_args(argv)
     if args.steps < 1 or args.warmup < 0:
         raise UserError("--steps must be at least 1 and --warmup at least 0")
+    if args.num_processes < 1 or args.timeout <= 0:
+        raise UserError("--num-processes must be at least 1 and --timeout positive")
     if args.strategy == "single" and args.num_processes != 1:
         raise UserError("--strategy single runs one process: pass --strategy ddp/zero2/zero3 with --num-processes")
+    from ..atomic import check_writable_file
     from ..recipe import check_without_hardware
+
+    # Before minutes of benchmarking: the result can be written, and replaces only an earlier result.
+    if args.json and check_writable_file(Path(args.json), "a bench result", "--json", ours=is_bench_result):
+        print(f"orpo-dist bench: the result will replace {args.json} (an earlier bench result)", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="orpo-bench-") as tmp:
         work = Path(tmp)
@@ -177,7 +193,7 @@ def main(argv: list[str]) -> int:
                        "num_processes": args.num_processes, "steps": args.steps, "warmup": args.warmup}
     print(format_table(result))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        write_text(Path(args.json), json.dumps(result, indent=2) + "\n")
         print(f"written to {args.json}")
     return 0
 

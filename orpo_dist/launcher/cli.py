@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import subprocess
 import sys
 
-from ..errors import UserError
-from ..run_folder import last_checkpoint, was_stopped
+from ..errors import INTERRUPTED, Interrupted, UserError
+from ..run_folder import check_new_run_folder, last_checkpoint, resume_advice, was_stopped
 from .command import build, gpu_count, ignore_stop_signals, layout_from_env
 from .failures import StderrRelay, failure_message
 from .strategies import STRATEGIES
@@ -55,6 +56,7 @@ def main(argv: list[str]) -> int:
 
     recipe = str(resolve(args.recipe))  # every rank reads the file this names
     values = check_without_hardware(recipe, overrides)  # fail before any process starts
+    check_new_run_folder(values.get("output_dir"), bool(values.get("resume")))
     layout = layout_from_env(args.num_processes, args.num_machines, args.machine_rank,
                              args.main_process_ip, args.main_process_port)
     strategy = args.strategy
@@ -71,17 +73,20 @@ def main(argv: list[str]) -> int:
     print(command.shell(), flush=True)
     if args.dry_run:
         return 0
-    return run(command, values.get("output_dir"))
+    return run(command, values.get("output_dir"), "orpo-dist launch " + shlex.join(argv))
 
 
-def run(command, output_dir: str | None = None) -> int:
+def run(command, output_dir: str | None = None, user_command: str = "") -> int:
     """Run the launcher in its own process group and pass SIGTERM/SIGINT/SIGUSR1/2 on to it: the
-    training processes checkpoint and stop on SIGUSR1/2 (the launchers in between ignore them)."""
+    training processes checkpoint and stop on SIGUSR1/2 (the launchers in between ignore them).
+    Ctrl-C stops every process and ends in one line: what is kept, and `user_command` to resume."""
     proc = subprocess.Popen(command.argv, env={**os.environ, **command.env}, start_new_session=True,
                             preexec_fn=ignore_stop_signals, stderr=subprocess.PIPE)
     relay = StderrRelay(proc.stderr)
 
     def forward(signum, _frame):
+        if signum == signal.SIGINT:
+            relay.interrupted = True
         try:
             os.killpg(proc.pid, signum)
         except ProcessLookupError:
@@ -94,6 +99,9 @@ def run(command, output_dir: str | None = None) -> int:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+    if relay.interrupted:
+        raise Interrupted(f"{INTERRUPTED}: every training process was stopped. "
+                          f"{resume_advice(output_dir, user_command)}")
     if was_stopped(output_dir, code):
         print("orpo-dist launch: the run checkpointed and stopped on request; continue it with --resume", flush=True)
         return code

@@ -15,12 +15,19 @@ import sys
 import threading
 from dataclasses import dataclass
 
-from ..errors import LOST_CONTACT
+from ..errors import INTERRUPTED, LOST_CONTACT
 
 CHILD_FAILED = "ChildFailedError"
 _ENTRY = re.compile(r"^\[\d+\]:\s*$")
 _FIELD = re.compile(r"^\s+(\w+)\s*:\s*(.*)$")
 _LOST = re.compile(r"orpo-dist: rank (\S+) " + re.escape(LOST_CONTACT) + r" \((.*)\); stopping")
+# What the processes print while Ctrl-C stops them: torchrun's shutdown warnings, each rank's own
+# "interrupted" line, peers losing each other, and the launchers' KeyboardInterrupt/SignalException
+# tracebacks. After a Ctrl-C the launcher says it once, so these are held back.
+_INTERRUPT_NOISE = re.compile(r"death signal, shutting down workers|closing signal SIG|^orpo-dist train: "
+                              + re.escape(INTERRUPTED) + "|" + re.escape(LOST_CONTACT))
+_INTERRUPT_EXCEPTIONS = ("KeyboardInterrupt", "SignalException")
+
 NOBODY_DIED = ("No process on this machine died: a process on another machine died or stopped answering, or the "
                "network between the machines went down (ddp_timeout, in seconds, bounds how long a rank waits)")
 
@@ -84,10 +91,12 @@ def parse_failures(summary: str) -> list[RankFailure]:
 
 class StderrRelay:
     """Copy a child's stderr to ours as it comes, holding back torchrun's ChildFailedError
-    traceback (kept in `failure_summary`)."""
+    traceback (kept in `failure_summary`), and, once `interrupted` is set (Ctrl-C), what the
+    processes print while they stop."""
 
     def __init__(self, stream, out=None):
         self._stream, self._out = stream, out or sys.stderr
+        self.interrupted = False
         self._held: list[str] = []
         self._swallowing = False
         self.failure_summary = ""
@@ -111,7 +120,8 @@ class StderrRelay:
             for line in lines:
                 self._line(line + "\n")
             # A progress bar redraws with \r and no newline: pass it on now, not at the next line.
-            if pending and not self._held and not self._swallowing and not "Traceback".startswith(pending[:9]):
+            if pending and not (self._held or self._swallowing or self.interrupted) \
+                    and not "Traceback".startswith(pending[:9]):
                 self._emit(pending)
                 pending = ""
         if pending:
@@ -133,12 +143,12 @@ class StderrRelay:
             if not line.startswith((" ", "\t")):  # the exception line ends a traceback
                 if CHILD_FAILED in line:
                     self._swallowing, self.failure_summary = True, "".join(self._held)
-                else:
+                elif not (self.interrupted and any(e in line for e in _INTERRUPT_EXCEPTIONS)):
                     self._emit("".join(self._held))
                 self._held = []
         elif line.startswith("Traceback (most recent call last):"):
             self._held = [line]
-        else:
+        elif not (self.interrupted and _INTERRUPT_NOISE.search(line)):
             self._emit(line)
 
     def wait(self) -> None:

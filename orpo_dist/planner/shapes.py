@@ -8,6 +8,7 @@ modules are walked, which also gives the shapes of every nn.Linear for counting 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -223,6 +224,11 @@ def resolve_shape(name_or_path: str, overrides: dict[str, Any] | None = None) ->
     return _shape_from_config(key, name, source)
 
 
+def shape_of_config(config, name: str, source: str = "local") -> ModelShape:
+    """The shape of a loaded transformers config (training checks a recipe's LoRA targets with it)."""
+    return _shape_from_config(json.dumps(config.to_dict(), sort_keys=True, default=str), name, source)
+
+
 @functools.lru_cache(maxsize=64)
 def _shape_from_config(config_json: str, name: str, source: str) -> ModelShape:
     from transformers import AutoConfig
@@ -260,6 +266,25 @@ def _shape_from_config(config_json: str, name: str, source: str) -> ModelShape:
     )
 
 
+@contextlib.contextmanager
+def _without_zero3_init():
+    """Inside a ZeRO-3 run (a training rank checking its recipe's LoRA targets), transformers would
+    build the model under deepspeed.zero.Init, which cannot partition meta tensors; counting needs
+    no partitioning, so the run's DeepSpeed config is set aside for the count."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    ref = hf_deepspeed._hf_deepspeed_config_weak_ref
+    config = ref() if ref is not None else None
+    if config is None:
+        yield
+        return
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed.set_hf_deepspeed_config(config)
+
+
 def _count_on_meta(config, name: str) -> dict[str, Any]:
     """Build the model on the meta device and count what the memory model needs."""
     import torch
@@ -268,7 +293,7 @@ def _count_on_meta(config, name: str) -> dict[str, Any]:
     try:
         # torch's meta device, not accelerate.init_empty_weights: under the latter transformers 5
         # leaves tied embeddings untied (SmolLM2 would count 28M parameters twice).
-        with torch.device("meta"):
+        with torch.device("meta"), _without_zero3_init():
             model = AutoModelForCausalLM.from_config(config)
     except Exception as err:  # noqa: BLE001 - any architecture problem is the user's model, not ours
         raise UserError(f"cannot build {name} ({type(config).__name__}) as a causal LM to count its parameters: "
@@ -347,9 +372,13 @@ def lora_target_groups(shape: ModelShape, targets) -> list[LinearGroup]:
 
 
 def _no_target_message(shape: ModelShape, what: str) -> str:
+    import difflib
+
     names = sorted({g.name for g in shape.linear_groups})
-    return (f"LoRA target(s) {what} match no linear layer of {shape.name}; its linear layers are: "
-            f"{', '.join(names)} (or use all-linear)")
+    close = {w: difflib.get_close_matches(w, names, n=1, cutoff=0.6) for w in (t.strip() for t in what.split(","))}
+    hints = "; ".join(f"{w!r}: did you mean {c[0]!r}?" for w, c in close.items() if c)
+    return (f"LoRA target(s) {what} match no linear layer of {shape.name}" + (f" ({hints})" if hints else "")
+            + f"; its linear layers are: {', '.join(names)} (or use all-linear)")
 
 
 def lora_params(shape: ModelShape, targets, r: int) -> int:

@@ -7,10 +7,9 @@ run's model card links the same files. Evaluation pictures come with `orpo-dist 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..errors import UserError
-from ..run_folder import METRICS_FILE, RECIPE_FILE
+from ..run_folder import METRICS_FILE, require_run_folder
 
 
 def main(argv: list[str]) -> int:
@@ -18,9 +17,7 @@ def main(argv: list[str]) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", help="output folder of an orpo-dist run")
     args = parser.parse_args(argv)
-    run_dir = Path(args.run_dir)
-    if not (run_dir / RECIPE_FILE).is_file():
-        raise UserError(f"{run_dir} is not an orpo-dist run folder (no {RECIPE_FILE}); pass the --output_dir of a run")
+    run_dir = require_run_folder(args.run_dir)
     from .training import draw_training_plots
 
     try:

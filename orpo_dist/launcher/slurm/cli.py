@@ -9,14 +9,18 @@ checkpoint and is requeued, and the restarted job resumes in the same output fol
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import re
+import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
 
-from ...errors import UserError
-from ...run_folder import has_checkpoints, training_logs
+from ...errors import INTERRUPTED, Interrupted, UserError
+from ...run_folder import SUBMITIT_FOLDER, check_new_run_folder, has_checkpoints, resume_advice, training_logs
 from ..strategies import STRATEGIES
 
 # srun --wait: seconds srun waits for the other nodes' tasks once one has ended. A finished run's
@@ -98,6 +102,7 @@ def main(argv: list[str]) -> int:
     if not output_dir:
         raise UserError("the recipe has no output_dir: set one on a filesystem every node can see")
     output_dir = Path(output_dir).resolve()
+    check_new_run_folder(output_dir, args.resume or bool(values.get("resume")))
     if has_checkpoints(output_dir) and not args.resume:
         raise UserError(f"{output_dir} already holds checkpoints: pass --resume to continue that run, "
                         "or choose another --output_dir")
@@ -140,7 +145,7 @@ def main(argv: list[str]) -> int:
             hardware = Hardware(1, args.nodes, args.gpu_mem or (args.mem or 16), None, "cpu")
         strategy = choose_strategy(strategy, values, hardware, args.force)
 
-    job = submit(args, strategy, overrides, output_dir, timeout_min, partition)
+    job = submit_or_explain(args, strategy, overrides, output_dir, timeout_min, partition)
     print(f"orpo-dist submit: job {job.job_id} ({strategy}, {args.nodes} node(s) x "
           f"{args.gpus_per_node} GPU(s)) -> {output_dir}")
     print(f"  logs: {job.paths.stdout}\n        {job.paths.stderr}")
@@ -148,7 +153,49 @@ def main(argv: list[str]) -> int:
         print(f"  follow: squeue -j {job.job_id}    cancel: scancel {job.job_id}")
     if not args.wait:
         return 0
-    return follow(job, output_dir)
+    try:
+        return follow(job, output_dir)
+    except KeyboardInterrupt:
+        raise Interrupted(f"{INTERRUPTED}: {stop_job(job)}. {resume_advice(output_dir, 'orpo-dist submit ' + shlex.join(argv))}") from None
+
+
+def stop_job(job, wait_s: float = 60.0) -> str:
+    """Ctrl-C on `submit --wait`: the job is cancelled (its checkpoints stay), not left running unseen."""
+    try:
+        job.cancel(check=False)
+    except Exception as err:  # noqa: BLE001 - say what to do by hand rather than fail the interrupt
+        return f"job {job.job_id} could not be cancelled ({err}): cancel it with scancel {job.job_id}"
+    deadline = time.time() + wait_s
+    while time.time() < deadline and not job.done():
+        time.sleep(1)
+    return f"job {job.job_id} was cancelled" + ("" if job.done() else " (it is still stopping)")
+
+
+def submit_or_explain(args, strategy, overrides, output_dir: Path, timeout_min: int, partition):
+    """submit(), and when sbatch refuses the job (an account, partition, QOS or time limit), Slurm's
+    own words in one line, with nothing of this attempt left in the output folder."""
+    from submitit.core.utils import FailedJobError
+
+    folder = output_dir / SUBMITIT_FOLDER
+    created = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    before = set(folder.rglob("*")) if folder.is_dir() else set()
+    refusal = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(refusal):  # submitit prints sbatch's stderr itself, raw
+            return submit(args, strategy, overrides, output_dir, timeout_min, partition)
+    except FailedJobError as err:
+        words = str(err).strip() or refusal.getvalue().strip()
+        if folder.is_dir():
+            for path in sorted(set(folder.rglob("*")) - before, key=lambda p: -len(p.parts)):
+                path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
+        for path in (folder, *folder.parents):  # folders this attempt created, if left empty
+            if path == created or not path.is_dir() or any(path.iterdir()):
+                break
+            path.rmdir()
+        errors = [line.strip() for line in words.splitlines() if "error" in line.lower()] or words.splitlines()[-1:]
+        raise UserError(f"Slurm refused the job: {'; '.join(errors) or 'sbatch failed'}. Nothing was submitted "
+                        "and nothing was left in the output folder; fix the option Slurm names and submit again") \
+            from None
 
 
 def submit(args, strategy, overrides, output_dir: Path, timeout_min: int, partition):
@@ -156,7 +203,7 @@ def submit(args, strategy, overrides, output_dir: Path, timeout_min: int, partit
 
     from .job import OrpoJob
 
-    folder = output_dir / "submitit"
+    folder = output_dir / SUBMITIT_FOLDER
     extra = {"slurm_max_num_timeout": args.max_requeues} if args.cluster == "slurm" else {}
     executor = submitit.AutoExecutor(folder=folder, cluster=args.cluster, **extra)
     params = dict(name=args.job_name, nodes=args.nodes, tasks_per_node=1, timeout_min=timeout_min)
