@@ -120,6 +120,46 @@ def test_a_chat_template_file_is_read_not_rendered_literally(tmp_path, monkeypat
     assert recipe.model.chat_template == template
 
 
+# Every flag that takes a number, out of its range: refused as argparse refuses a word (exit 2, one
+# error line naming the flag and the range), before a model loads, a socket opens or Slurm is asked.
+NUMBER_CASES = [
+    # (argv, flag, range words)
+    (["eval", "RUN", "--max-new-tokens", "0"], "--max-new-tokens", "of at least 1, got 0"),
+    (["eval", "RUN", "--max-pairs", "-3"], "--max-pairs", "of at least 1, got -3"),
+    (["launch", "tiny", "--main-process-port", "99999"], "--main-process-port", "from 1 to 65535, got 99999"),
+    (["launch", "tiny", "--num-processes", "0"], "--num-processes", "of at least 1"),
+    (["launch", "tiny", "--num-machines", "0"], "--num-machines", "of at least 1"),
+    (["launch", "tiny", "--machine-rank", "-1"], "--machine-rank", "of at least 0"),
+    (["launch", "tiny", "--gpu-mem", "0"], "--gpu-mem", "above 0"),
+    (["submit", "tiny", "--nodes", "0"], "--nodes", "of at least 1"),
+    (["submit", "tiny", "--cpus-per-node", "0"], "--cpus-per-node", "of at least 1"),
+    (["submit", "tiny", "--mem", "0"], "--mem", "of at least 1"),
+    (["submit", "tiny", "--max-requeues", "-1"], "--max-requeues", "of at least 0"),
+    (["submit", "tiny", "--signal-delay", "-5"], "--signal-delay", "of at least 0"),
+    (["submit", "tiny", "--task-exit-wait", "-2"], "--task-exit-wait", "of at least 0"),
+    (["submit", "tiny", "--gpus-per-node", "-1"], "--gpus-per-node", "of at least 0"),
+    (["submit", "tiny", "--cpu-mem-gib", "nan"], "--cpu-mem-gib", "above 0"),
+    (["bench", "--steps", "0"], "--steps", "of at least 1"),
+    (["bench", "--warmup", "-1"], "--warmup", "of at least 0"),
+    (["bench", "--timeout", "0"], "--timeout", "above 0"),
+    (["bench", "--num-processes", "two"], "--num-processes", "must be a whole number, got 'two'"),
+    (["data", "check", "DATA", "--max-length", "-1"], "--max-length", "of at least 0"),
+    (["data", "check", "DATA", "--max-prompt-length", "0"], "--max-prompt-length", "of at least 1"),
+    (["data", "check", "DATA", "--show", "-1"], "--show", "of at least 0"),
+    (["plan", "--nodes", "0"], "--nodes", "of at least 1"),
+    (["plan", "--gpu-mem", "-80"], "--gpu-mem", "above 0"),
+]
+
+
+@pytest.mark.parametrize("argv, flag, words", NUMBER_CASES, ids=[" ".join(c[0][:1] + c[0][-2:]) for c in NUMBER_CASES])
+def test_numbers_out_of_range_are_refused_before_any_work(tmp_path, capsys, lora_run, argv, flag, words):
+    data = _write_jsonl(tmp_path / "pairs.jsonl", RUN_ROWS)
+    argv = [{"RUN": lora_run, "DATA": data}.get(a, a) for a in argv]
+    status, out, err = run_case(argv, capsys)
+    check_refusal(status, err, [f"argument {flag}", words])
+    assert out == ""  # nothing ran
+
+
 # ---------------------------------------------------------------- output paths
 
 def _blocker(tmp):

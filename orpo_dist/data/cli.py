@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from ..arg_types import whole
 from ..errors import UserError
 
 DEFAULT_TOKENIZER = "smollm2-135m-instruct"
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-length",
         "--max_length",
         dest="max_length",
-        type=int,
+        type=whole(0),
         default=DEFAULT_MAX_LENGTH,
         metavar="N",
         help=f"ORPO max_length: prompts of N tokens or more are bad rows unless --max-prompt-length cuts them "
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-prompt-length",
         "--max_prompt_length",
         dest="max_prompt_length",
-        type=int,
+        type=whole(1),
         metavar="N",
         help="TRL 0.x's max_prompt_length: a row that does not fit keeps its prompt's last N tokens and trains "
         "(reported as cut) instead of being a bad row",
@@ -108,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-chat-template", action="store_true", help="render plain text even if the tokenizer has a chat template"
     )
     check.add_argument(
-        "--show", type=int, default=200, metavar="N", help="list at most N bad rows (default: 200)"
+        "--show", type=whole(0), default=200, metavar="N", help="list at most N bad rows (default: 200)"
     )
     return parser
 

@@ -16,6 +16,7 @@ import json
 import time
 from pathlib import Path
 
+from ..arg_types import whole
 from ..errors import UserError
 from ..run_folder import EVAL_FILE, HELDOUT_FILE
 from .pairs import read_pairs
@@ -117,8 +118,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--base", help="base model to compare with (default: the model of the run TARGET lies in)")
     parser.add_argument("--pairs", help="JSONL of rendered prompt/chosen/rejected (optional category or source "
                         "column) to score (default: the run's heldout.jsonl)")
-    parser.add_argument("--max-pairs", type=int, help="score at most this many pairs")
-    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--max-pairs", type=whole(1), help="score at most this many pairs")
+    parser.add_argument("--max-new-tokens", type=whole(1), default=48)
     parser.add_argument("--prompts", help='probe file: JSONL of {"prompt": ..., "harmful": true|false}, or one '
                         "prompt per line (default: an instruction, a harmful request, a factual question)")
     parser.add_argument("--prompt", action="append", dest="prompt_list",
@@ -127,8 +128,6 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", metavar="DIR", help="write eval.json, eval.md and plots/ there (default: the run "
                         "folder, or beside the model for a model folder or GGUF file)")
     args = parser.parse_args(argv)
-    if args.max_pairs is not None and args.max_pairs < 1:
-        raise UserError("--max-pairs must be at least 1")
     from .probes import Probe
 
     if args.no_generate:

@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..arg_types import positive, whole
 from ..atomic import write_text
 from ..errors import UserError
 from .command import STRATEGIES, Layout, build
@@ -39,12 +40,12 @@ def make_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="recipe file or bundled name (default: smollm2-demo, SmolLM2-135M-Instruct + LoRA "
                    "on the bundled pairs)")
-    p.add_argument("--steps", type=int, default=3, help="measured optimizer steps per arm (default 3)")
-    p.add_argument("--warmup", type=int, default=1, help="steps per arm run first and not counted (default 1)")
+    p.add_argument("--steps", type=whole(1), default=3, help="measured optimizer steps per arm (default 3)")
+    p.add_argument("--warmup", type=whole(0), default=1, help="steps per arm run first and not counted (default 1)")
     p.add_argument("--strategy", default="single", choices=STRATEGIES)
-    p.add_argument("--num-processes", type=int, default=1)
+    p.add_argument("--num-processes", type=whole(1), default=1)
     p.add_argument("--json", help="also write the figures to this file")
-    p.add_argument("--timeout", type=float, default=3600, help="seconds one step may take before giving up")
+    p.add_argument("--timeout", type=positive, default=3600, help="seconds one step may take before giving up")
     return p
 
 
@@ -146,8 +147,6 @@ def main(argv: list[str]) -> int:
     args, overrides = make_parser().parse_known_args(argv)
     if args.steps < 1 or args.warmup < 0:
         raise UserError("--steps must be at least 1 and --warmup at least 0")
-    if args.num_processes < 1 or args.timeout <= 0:
-        raise UserError("--num-processes must be at least 1 and --timeout positive")
     if args.strategy == "single" and args.num_processes != 1:
         raise UserError("--strategy single runs one process: pass --strategy ddp/zero2/zero3 with --num-processes")
     from ..atomic import check_writable_file

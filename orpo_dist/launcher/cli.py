@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 
+from ..arg_types import PORT, positive, whole
 from ..errors import INTERRUPTED, Interrupted, UserError
 from ..run_folder import check_new_run_folder, last_checkpoint, resume_advice, was_stopped
 from .command import build, gpu_count, ignore_stop_signals, layout_from_env
@@ -36,13 +37,13 @@ def make_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--strategy", default="auto", choices=[*STRATEGIES, "auto"],
                    help="how to spread the run (default auto: the planner picks the fastest that fits)")
-    p.add_argument("--num-processes", type=int,
+    p.add_argument("--num-processes", type=whole(1),
                    help="processes over all machines (default: GPUs here x machines, or 1 without GPUs)")
-    p.add_argument("--num-machines", type=int, default=1)
-    p.add_argument("--machine-rank", type=int, help="this machine's rank (default: MACHINE_RANK/NODE_RANK)")
+    p.add_argument("--num-machines", type=whole(1), default=1)
+    p.add_argument("--machine-rank", type=whole(0), help="this machine's rank (default: MACHINE_RANK/NODE_RANK)")
     p.add_argument("--main-process-ip", help="rank-0 machine's address (default: MASTER_ADDR)")
-    p.add_argument("--main-process-port", type=int, help="rendezvous port (default: MASTER_PORT or 29500)")
-    p.add_argument("--gpu-mem", type=float, help="GiB per GPU for --strategy auto (default: measured)")
+    p.add_argument("--main-process-port", type=PORT, help="rendezvous port (default: MASTER_PORT or 29500)")
+    p.add_argument("--gpu-mem", type=positive, help="GiB per GPU for --strategy auto (default: measured)")
     p.add_argument("--force", action="store_true", help="launch even if the planner says it will not fit")
     p.add_argument("--dry-run", action="store_true", help="print the command and exit")
     p.add_argument("recipe", help="a YAML recipe, or a bundled recipe's name (`orpo-dist recipes` lists them)")

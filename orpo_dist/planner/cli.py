@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..arg_types import positive, whole
 from ..errors import UserError
 
 EPILOG = """examples:
@@ -41,10 +42,10 @@ def make_parser() -> argparse.ArgumentParser:
                                     "recipe's name (flags override it)")
     p.add_argument("--method", choices=["full", "lora", "qlora"], help="default: the recipe's, else full")
     hw = p.add_argument_group("hardware")
-    hw.add_argument("--gpus-per-node", type=int, default=1, help="default 1")
-    hw.add_argument("--nodes", type=int, default=1, help="default 1")
-    hw.add_argument("--gpu-mem", type=float, default=80.0, help="GiB per GPU (default 80)")
-    hw.add_argument("--cpu-mem", type=float, help="GiB of host memory per node (checked for offload)")
+    hw.add_argument("--gpus-per-node", type=whole(1), default=1, help="default 1")
+    hw.add_argument("--nodes", type=whole(1), default=1, help="default 1")
+    hw.add_argument("--gpu-mem", type=positive, default=80.0, help="GiB per GPU (default 80)")
+    hw.add_argument("--cpu-mem", type=positive, help="GiB of host memory per node (checked for offload)")
     hw.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
                     help="cpu: fp32 CPU processes standing in for GPUs (--gpu-mem = RAM per process)")
     wl = p.add_argument_group("workload (defaults: the recipe's, else TRL's)")

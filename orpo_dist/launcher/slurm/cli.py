@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from ...arg_types import positive, whole
 from ...errors import INTERRUPTED, Interrupted, UserError
 from ...run_folder import SUBMITIT_FOLDER, check_new_run_folder, has_checkpoints, resume_advice, training_logs
 from ..strategies import STRATEGIES
@@ -57,8 +58,8 @@ def parse_time(text: str) -> int:
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="orpo-dist submit", description=__doc__, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--nodes", type=int, default=1)
-    p.add_argument("--gpus-per-node", type=int,
+    p.add_argument("--nodes", type=whole(1), default=1)
+    p.add_argument("--gpus-per-node", type=whole(0),
                    help="GPUs per node (default: what the partition's nodes report in sinfo's GRES; with "
                         "--cluster local, the GPUs here); 0: CPU nodes, one process each")
     p.add_argument("--strategy", default="zero3", choices=[*STRATEGIES, "auto"])
@@ -67,15 +68,15 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--account")
     p.add_argument("--qos")
     p.add_argument("--constraint")
-    p.add_argument("--mem", type=int, help="GB of memory per node")
-    p.add_argument("--cpus-per-node", type=int, help="CPUs for the task on each node")
+    p.add_argument("--mem", type=whole(1), help="GB of memory per node")
+    p.add_argument("--cpus-per-node", type=whole(1), help="CPUs for the task on each node")
     p.add_argument("--exclusive", action="store_true")
     p.add_argument("--job-name", default="orpo-dist")
-    p.add_argument("--signal-delay", type=int, default=180,
+    p.add_argument("--signal-delay", type=whole(0), default=180,
                    help="seconds before the time limit at which Slurm signals the job to checkpoint (default 180)")
-    p.add_argument("--max-requeues", type=int, default=20,
+    p.add_argument("--max-requeues", type=whole(0), default=20,
                    help="how many time-limit requeues the job may take before it gives up (default 20)")
-    p.add_argument("--task-exit-wait", type=int,
+    p.add_argument("--task-exit-wait", type=whole(0),
                    help="seconds srun waits for the other nodes once one node's task has ended, before it ends "
                         f"the job step (srun --wait; default {TASK_EXIT_WAIT_S}, 0 waits forever). Without it "
                         "a node whose link was cut as it ended holds the job until the time limit. A recipe "
@@ -83,8 +84,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster", choices=["slurm", "local"], default="slurm",
                    help="local: run through submitit's local executor on this machine (no Slurm)")
     p.add_argument("--resume", action="store_true", help="continue the run already in the output folder")
-    p.add_argument("--gpu-mem", type=float, help="GiB per GPU, for --strategy auto and the fit check")
-    p.add_argument("--cpu-mem-gib", type=float, help="host GiB per node, for the planner's offload check")
+    p.add_argument("--gpu-mem", type=positive, help="GiB per GPU, for --strategy auto and the fit check")
+    p.add_argument("--cpu-mem-gib", type=positive, help="host GiB per node, for the planner's offload check")
     p.add_argument("--force", action="store_true", help="submit even if the planner says it will not fit")
     p.add_argument("--wait", action="store_true", help="follow the job to its end and print its final metrics")
     p.add_argument("recipe", help="a YAML recipe, or a bundled recipe's name (`orpo-dist recipes` lists them)")
@@ -108,8 +109,6 @@ def main(argv: list[str]) -> int:
                         "or choose another --output_dir")
     if args.task_exit_wait is None:
         args.task_exit_wait = 0 if values.get("push_to_hub") else TASK_EXIT_WAIT_S
-    elif args.task_exit_wait < 0:
-        raise UserError(f"--task-exit-wait cannot be negative, got {args.task_exit_wait} (0 waits forever)")
     timeout_min = parse_time(args.time)
     if args.cluster == "slurm" and timeout_min * 60 <= args.signal_delay + 60:
         raise UserError(f"--time {args.time} leaves no time before the checkpoint signal (--signal-delay "
