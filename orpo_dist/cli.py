@@ -64,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"orpo-dist {name}: {INTERRUPTED}", file=sys.stderr)
         return Interrupted.exit_code
+    except SystemExit as exit_:  # argparse's --help (0) and refusals (2): main() returns, it never exits
+        if exit_.code is None or isinstance(exit_.code, int):
+            return exit_.code or 0
+        print(exit_.code, file=sys.stderr)  # sys.exit("message") semantics
+        return 1
 
 
 if __name__ == "__main__":

@@ -115,9 +115,7 @@ def test_usage_errors_exit_2_without_traceback(tmp_path, capsys):
     assert code == 2 and "orpo-dist data: error: dataset" in err and "not found" in err
     code, _, err = check(capsys, write_jsonl(tmp_path / "d.jsonl", rows(1)), tokenizer=tmp_path / "no-tokenizer")
     assert code == 2 and "cannot load tokenizer" in err and "Traceback" not in err
-    with pytest.raises(SystemExit) as exit_info:
-        main(["data", "check", "--help"])
-    assert exit_info.value.code == 0
+    assert main(["data", "check", "--help"]) == 0  # main() returns argparse's status, it never exits
     help_text = capsys.readouterr().out
     for option in ("--tokenizer", "--max-length", "--dataset_columns", "--format", "--config", "--strict"):
         assert option in help_text
@@ -136,3 +134,31 @@ def test_real_hh_rlhf_file(capsys):
         assert f"train line {line}: empty answer" in out
     for line in (1255, 1689, 1951, 1953, 2037):
         assert f"train line {line}: malformed transcript" in out
+
+
+def test_row_ranges_of_one_file_are_a_training_and_a_held_out_split(tmp_path, capsys, demo_model_dir):
+    """`train[:12]` / `train[12:20]`: one file split by row number (the datasets library's split
+    syntax), counted before bad rows are dropped, so the ranges are the file's own rows."""
+    data = rows(20)
+    data[3] = dict(GOOD, chosen="")  # a bad row inside the training range stays in that range
+    path = write_jsonl(tmp_path / "d.jsonl", data)
+    code, out, _ = check(capsys, path, "--train-split", "train[:12]", "--test-split", "train[12:20]",
+                         tokenizer=demo_model_dir)
+    assert code == 0, out
+    assert "split train[:12]: 12 rows, 11 good, 1 bad" in out
+    assert "split train[12:20]: 8 rows, 8 good, 0 bad" in out
+    assert "train[:12] line 4: empty answer" in out
+    assert "OK: 11 usable pairs in train[:12], 8 in train[12:20]" in out
+
+
+@pytest.mark.parametrize("train, test, words", [
+    ("train[:12]", "train[10:]", "share rows: the held-out pairs would be trained on"),
+    ("train", "train[15:]", "share rows"),
+    ("train[30:]", "test", "selects no rows: split 'train' has 20 rows"),
+    ("train[5:2]", "test", "selects no rows: STOP must be above START"),
+    ("train[a:]", "test", "is not a split name nor a row range"),
+])
+def test_row_ranges_that_overlap_or_select_nothing_are_refused(tmp_path, capsys, demo_model_dir, train, test, words):
+    path = write_jsonl(tmp_path / "d.jsonl", rows(20))
+    code, out, err = check(capsys, path, "--train-split", train, "--test-split", test, tokenizer=demo_model_dir)
+    assert code == 2 and words in err and "Traceback" not in err, (out, err)
