@@ -87,6 +87,16 @@ def test_probe_files_and_refusals(tmp_path):
         read_probes(f)
 
 
+def test_bundled_harmful_probe_set(tmp_path, monkeypatch):
+    harmful = read_probes("harmful")
+    assert sum(p.harmful for p in harmful) == 10 and sum(not p.harmful for p in harmful) == 2
+    with pytest.raises(UserError, match="does not exist .*bundled set: harmful"):
+        read_probes(tmp_path / "harmfull")
+    monkeypatch.chdir(tmp_path)  # a user's own file of that name wins over the bundled set
+    (tmp_path / "harmful").write_text("my own probe\n")
+    assert read_probes("harmful") == (Probe("my own probe"),)
+
+
 def test_pairs_file_errors_name_file_and_line(tmp_path):
     f = tmp_path / "pairs.jsonl"
     f.write_text(json.dumps(ROWS[0]) + "\n{not json\n")

@@ -14,6 +14,7 @@ from .formats import CATEGORY_COLUMNS, DESCRIPTION, REQUIRED, column_map, detect
 from .render import Renderer, measure
 from .report import STRICT_LIST, BadRow, BadRowError, DataReport, DataUnusable, SplitReport, format_bad_rows
 from .sources import RawSplit, load_splits
+from .split_slices import check_disjoint, parse_split
 
 Triple = tuple[str, str, str]
 # A kept row: (prompt, chosen, rejected) rendered, and its category (None without one), which only
@@ -49,14 +50,17 @@ def analyze(
     `max_prompt_length`: long prompts are cut to their last tokens (counted) instead of dropped."""
     cols = column_map(args.dataset_columns)
     source = str(args.dataset_name)
-    raw_splits = load_splits(args.dataset_name, args.dataset_config, splits, default_split=args.dataset_train_split)
-    train_name = args.dataset_train_split
+    train_name, test_name = args.dataset_train_split, getattr(args, "dataset_test_split", None)
+    check_disjoint(train_name, test_name)
+    ranges = [n for n in (train_name, test_name) if n and parse_split(n)[1] is not None]
+    raw_splits = load_splits(args.dataset_name, args.dataset_config, splits, default_split=train_name, ranges=ranges)
     if train_name not in raw_splits:
         raise UserError(
             f"dataset {source} has no split {train_name!r}; its splits: {', '.join(raw_splits)}.\n"
             f"  Pick the training split with --dataset_train_split NAME (YAML: dataset_train_split: NAME)."
         )
-    chosen_splits = [s for s in raw_splits if splits is None or s in splits]
+    cut = {parse_split(r)[0] for r in ranges}  # a split read for its row ranges is not itself a split to use
+    chosen_splits = [s for s in raw_splits if (s in splits if splits is not None else s not in cut)]
     train_raw = raw_splits[train_name]
     if not train_raw.rows:
         raise DataUnusable(f"split {train_name!r} of dataset {source} is empty: there is nothing to train on.")

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 from ..errors import UserError
 from .file_kind import UTF8_BOM, content_kind, csv_dialect, describe, is_gzip, open_bytes
 from .report import BROKEN_JSON, BadRowError
+from .split_slices import add_slices, base_names, parse_split
 
 JSON_SUFFIXES = (".jsonl.gz", ".json.gz", ".ndjson.gz", ".jsonl", ".json", ".ndjson")
 CSV_SUFFIXES = (".csv.gz", ".csv")
@@ -56,10 +57,18 @@ def has_suffix(path: str | Path, suffixes=SUFFIXES) -> bool:
 
 
 def load_splits(
-    name: str | None, config: str | None = None, wanted: list[str] | None = None, default_split: str = "train"
+    name: str | None, config: str | None = None, wanted: list[str] | None = None, default_split: str = "train",
+    ranges: list[str] = (),
 ) -> dict[str, RawSplit]:
     """Raw rows per split. `wanted`: only read these splits (when present); None = all.
-    A single file, or a folder whose file names are not split names, is one split: `default_split`."""
+    A single file, or a folder whose file names are not split names, is one split: `default_split`.
+    A wanted name, or one of `ranges`, may be a row range of a split, `train[:1535]` (split_slices.py)."""
+    raw_splits = _load_splits(name, config, base_names(wanted), parse_split(default_split)[0])
+    return add_slices(raw_splits, [*(wanted or []), *ranges])
+
+
+def _load_splits(name: str | None, config: str | None, wanted: list[str] | None,
+                 default_split: str) -> dict[str, RawSplit]:
     if not name:
         raise UserError(
             "no dataset given: set `dataset_name` in the recipe (or --dataset_name) to a Hub id, "

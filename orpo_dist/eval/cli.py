@@ -121,7 +121,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--max-pairs", type=whole(1), help="score at most this many pairs")
     parser.add_argument("--max-new-tokens", type=whole(1), default=48)
     parser.add_argument("--prompts", help='probe file: JSONL of {"prompt": ..., "harmful": true|false}, or one '
-                        "prompt per line (default: an instruction, a harmful request, a factual question)")
+                        "prompt per line, or `harmful` for the bundled set of 10 harmful and 2 harmless requests (default: an "
+                        "instruction, a harmful request, a factual question)")
     parser.add_argument("--prompt", action="append", dest="prompt_list",
                         help="a probe prompt (repeatable; instead of the default probes)")
     parser.add_argument("--no-generate", action="store_true", help="skip the greedy generations")
