@@ -5,6 +5,7 @@ bundled preference set (instruction following, refusals, factual accuracy), on t
 is no GPU, then scores held-out pairs for the base and the trained model side by side, and writes a report
 with plots. `--export` then writes the merged model, a GGUF and an Ollama Modelfile.
 The embedded recipe is the bundled recipe smollm2-demo (orpo_dist/recipes/; a test keeps the two equal).
+`--data hh` runs the bundled recipe hh-rlhf-smollm2 instead: real human preferences (HH-RLHF harmless).
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ DEMO_RECIPE = {
     "seed": 42,
 }
 
+# `--data hh`: Anthropic's HH-RLHF harmless-base test file, kept beside the project (never copied in).
+HH_RECIPE = "hh-rlhf-smollm2"
+HH_FILE = "../shared/data/hh-rlhf-harmless-base/test.jsonl.gz"
+DEMO_DATA = {"bundled": "the bundled preference set", "hh": f"HH-RLHF harmless-base ({HH_FILE})"}
+
 
 def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
@@ -81,22 +87,29 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--export", action="store_true",
                         help="close the loop: merge the adapter, write a q8_0 GGUF and an Ollama Modelfile "
                         "(RUN/export/), and let the exported GGUF answer the probes")
+    parser.add_argument("--data", choices=DEMO_DATA, default="bundled",
+                        help="bundled: the bundled preference set (recipe smollm2-demo, embedded); hh: real human "
+                        f"preferences, recipe {HH_RECIPE} ({HH_FILE}, rows 0-1534 trained, 1535-2302 scored, "
+                        "with the harmful-request probes)")
     args, overrides = parser.parse_known_args(argv)
 
     from .eval.cli import evaluate_run
-    from .eval.probes import DEFAULT_PROBES
+    from .eval.probes import DEFAULT_PROBES, HARMFUL_PROBES
     from .eval.report import format_result
     from .recipe import parse
     from .train import run
 
     start = time.time()
     output_dir = args.output_dir or f"runs/demo-{datetime.now():%Y%m%d-%H%M%S}"
-    recipe = parse(["--output_dir", output_dir, *overrides], prog="orpo-dist demo", defaults=DEMO_RECIPE)
-    print(f"orpo-dist demo: ORPO + LoRA on {DEMO_MODEL} with the bundled preference set -> {output_dir}", flush=True)
+    if args.data == "hh":
+        recipe = parse(["--config", HH_RECIPE, "--output_dir", output_dir, *overrides], prog="orpo-dist demo")
+    else:
+        recipe = parse(["--output_dir", output_dir, *overrides], prog="orpo-dist demo", defaults=DEMO_RECIPE)
+    print(f"orpo-dist demo: ORPO + LoRA on {DEMO_MODEL} with {DEMO_DATA[args.data]} -> {output_dir}", flush=True)
     result = run(recipe)
     trained_at = time.time()
     print("orpo-dist demo: evaluating base and trained model on the held-out pairs", flush=True)
-    probes = () if args.no_generate else DEFAULT_PROBES
+    probes = () if args.no_generate else HARMFUL_PROBES if args.data == "hh" else DEFAULT_PROBES
     scores = evaluate_run(result.output_dir, probes=probes)
     print()
     print(format_result(scores))

@@ -17,4 +17,4 @@ if [ -x scripts/local-cluster.sh ] || [ -f scripts/local-cluster.sh ]; then
   bash scripts/local-cluster.sh start
   eval "$(bash scripts/local-cluster.sh env)"
 fi
-python -m pytest -ra "$@"
+python -m pytest -ra --durations=25 "$@"

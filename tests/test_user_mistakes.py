@@ -351,8 +351,11 @@ def interrupt_once_checkpointed(argv, out, timeout=300, env=None):
 
     from .helpers import REPO
 
+    # As in a terminal's foreground: SIGINT at its default. A shell's `cmd &` (a CI runner's, a nohup'd
+    # session's) starts children with SIGINT ignored, and Python then never raises KeyboardInterrupt.
     proc = subprocess.Popen([sys.executable, "-m", "orpo_dist", *map(str, argv)], cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + timeout
     while not any(out.glob("checkpoint-*/COMPLETE")):
         assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-3000:]
