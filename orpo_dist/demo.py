@@ -46,10 +46,10 @@ DEMO_RECIPE = {
     "seed": 42,
 }
 
-# `--data hh`: Anthropic's HH-RLHF harmless-base test file, kept beside the project (never copied in).
+# `--data hh`: Anthropic's HH-RLHF harmless-base test file, kept beside the project (never copied in);
+# the recipe holds its path.
 HH_RECIPE = "hh-rlhf-smollm2"
-HH_FILE = "../shared/data/hh-rlhf-harmless-base/test.jsonl.gz"
-DEMO_DATA = {"bundled": "the bundled preference set", "hh": f"HH-RLHF harmless-base ({HH_FILE})"}
+DEMO_DATA = {"bundled": "the bundled preference set", "hh": "HH-RLHF harmless-base"}
 
 
 def peak_rss_gib() -> float:
@@ -89,8 +89,8 @@ def main(argv: list[str]) -> int:
                         "(RUN/export/), and let the exported GGUF answer the probes")
     parser.add_argument("--data", choices=DEMO_DATA, default="bundled",
                         help="bundled: the bundled preference set (recipe smollm2-demo, embedded); hh: real human "
-                        f"preferences, recipe {HH_RECIPE} ({HH_FILE}, rows 0-1534 trained, 1535-2302 scored, "
-                        "with the harmful-request probes)")
+                        f"preferences, recipe {HH_RECIPE} (HH-RLHF harmless-base from ../shared/data/: file rows "
+                        "0-1534 trained, the rest scored, with the harmful-request probes)")
     args, overrides = parser.parse_known_args(argv)
 
     from .eval.cli import evaluate_run
