@@ -174,3 +174,29 @@ def test_eval_cli_defaults_on_a_run(tmp_path):
 def test_eval_of_something_that_is_no_model_is_a_clear_error(tmp_path, make, message):
     result = run_cli("eval", make(tmp_path))
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_eval_of_a_checkpoint_scores_the_adapter_saved_at_that_step(tmp_path):
+    """RUN/checkpoint-N is scored as the run would be had it stopped there: the last checkpoint,
+    which holds the final weights, scores exactly as the run folder does."""
+    out = tmp_path / "run"
+    trained = run_cli("train", "--config", TINY_RECIPE, "--output_dir", out, "--use_peft", "true",
+                      "--lora_r", "4", "--lora_alpha", "8", "--learning_rate", "0.05", "--max_steps", "2",
+                      "--save_strategy", "steps", "--save_steps", "1", "--save_total_limit", "5")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    reports = {}
+    for target in (out / "checkpoint-1", out / "checkpoint-2", out):
+        result = run_cli("eval", target, "--no-generate", "--out", tmp_path / target.name)
+        assert result.returncode == 0, result.stderr[-3000:]
+        reports[target.name] = json.loads((tmp_path / target.name / "eval.json").read_text())
+    assert reports["checkpoint-1"]["kind"] == "checkpoint" and reports["checkpoint-1"]["pairs"] == 16
+    assert reports["checkpoint-2"]["gaps"] == reports["run"]["gaps"]
+    assert reports["checkpoint-1"]["gaps"]["trained"] != reports["run"]["gaps"]["trained"]
+    assert reports["checkpoint-1"]["gaps"]["base"] == reports["run"]["gaps"]["base"]
+    # An adapter outside any run has no known base: said so, not a traceback.
+    stray = tmp_path / "stray-adapter"
+    stray.mkdir()
+    (stray / "adapter_config.json").write_bytes((out / "checkpoint-1" / "adapter_config.json").read_bytes())
+    refused = run_cli("eval", stray)
+    assert refused.returncode == 2 and "lies in no orpo-dist run" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -1,11 +1,11 @@
 """`orpo-dist eval TARGET`: the base model against the trained one, on held-out pairs and probes.
 
-TARGET is a run folder (the saved adapter or model), a merged model folder or a GGUF file (what
-`orpo-dist export` writes; the base is then the model of the run it lies in, or --base). For both
-models: preference accuracy on the pairs with a bootstrap 95% interval, the mean chosen-minus-
-rejected log-prob gap and its distribution (one histogram), figures per category when the pairs
-have a category or source column, greedy generations for probe prompts, and the refusal rate on
-the probes marked harmful. Written to eval.json and eval.md (with plots/eval-gap-histogram.png)
+TARGET is a run folder (the saved adapter or model), one of its checkpoint-N folders, a merged model
+folder or a GGUF file (what `orpo-dist export` writes; the base is then the model of the run it lies
+in, or --base). For both models: preference accuracy on the pairs with a bootstrap 95% interval,
+the mean chosen-minus-rejected log-prob gap and its distribution (one histogram), figures per
+category when the pairs have a category or source column, greedy generations for probe prompts,
+and the refusal rate on the probes marked harmful. Written to eval.json and eval.md (with plots/eval-gap-histogram.png)
 in the run folder, or beside the model for a GGUF file.
 """
 
@@ -114,7 +114,8 @@ def main(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="orpo-dist eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("target", help="a run folder, a model folder (e.g. RUN/export/merged) or a .gguf file")
+    parser.add_argument("target", help="a run folder, a checkpoint (RUN/checkpoint-N), a model folder "
+                        "(e.g. RUN/export/merged) or a .gguf file")
     parser.add_argument("--base", help="base model to compare with (default: the model of the run TARGET lies in)")
     parser.add_argument("--pairs", help="JSONL of rendered prompt/chosen/rejected (optional category or source "
                         "column) to score (default: the run's heldout.jsonl)")

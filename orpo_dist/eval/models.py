@@ -2,6 +2,8 @@
 
 - a run folder (holds recipe.yaml): the saved adapter on top of the recipe's model, or the saved
   full model; the base is the recipe's model;
+- a checkpoint of a run (RUN/checkpoint-N, an adapter or a full model): scored as the run would
+  be had it stopped there, e.g. to draw accuracy against pairs seen;
 - a model folder (config.json) or a .gguf file, e.g. what `orpo-dist export` wrote inside a run:
   the base is the model of the run it lies in (recipe.yaml in a parent folder), or --base.
 
@@ -23,7 +25,7 @@ DEFAULT_MAX_LENGTH = 1024  # TRL's ORPOConfig default, for targets outside any r
 
 @dataclass
 class Target:
-    kind: str  # "run", "folder" or "gguf"
+    kind: str  # "run", "checkpoint", "folder" or "gguf"
     path: Path
     run_dir: Path | None  # the run the target belongs to (None: a model from elsewhere)
     report_dir: Path  # where eval.json and the report go
@@ -54,6 +56,12 @@ def resolve_target(target: str | Path) -> Target:
         return Target("run", path, path, path)
     if (path / "config.json").is_file():
         return Target("folder", path, find_run(path.parent), path)
+    if (path / "adapter_config.json").is_file():
+        run_dir = find_run(path.parent)
+        if run_dir is None:
+            raise UserError(f"{path} holds a LoRA adapter but lies in no orpo-dist run, so its base model is "
+                            "unknown: pass the run folder or one of its checkpoint-N folders")
+        return Target("checkpoint", path, run_dir, path)
     raise UserError(f"{path} is neither an orpo-dist run folder ({RECIPE_FILE}), a model folder (config.json) "
                     "nor a .gguf file")
 
@@ -116,7 +124,7 @@ def load(target: Target, base_name: str | None = None):
         raise UserError(f"{target.path} lies in no orpo-dist run, so there is no base model to compare with: "
                         "pass --base MODEL (a hub name, a folder or a .gguf file)")
     dtype = next(base.parameters()).dtype
-    if target.kind == "run":
+    if target.kind in ("run", "checkpoint"):
         if (target.path / "adapter_config.json").is_file():
             from peft import PeftModel
 
