@@ -94,8 +94,10 @@ def summarise(work: Path, arm: str, warmup: int, steps: int, ranks: int) -> dict
         per_step.append({"seconds": max(r["seconds"] for r in records), "pairs": sum(r["pairs"] for r in records),
                          "unique_tokens": sum(r["unique_tokens"] for r in records)})
     seconds = sum(s["seconds"] for s in per_step)
-    peaks = [json.loads((work / f"peak-{arm}-{r}.json").read_text())["peak_gib"] for r in range(ranks)]
+    peak_records = [json.loads((work / f"peak-{arm}-{r}.json").read_text()) for r in range(ranks)]
+    peaks = [p["peak_gib"] for p in peak_records]
     known = [p for p in peaks if p is not None]  # None where /proc has no VmHWM (not Linux)
+    cuda = [p["cuda_peak_gib"] for p in peak_records if p.get("cuda_peak_gib") is not None]  # GPUs only
     metrics = [json.loads(line) for line in (work / arm / "metrics.jsonl").read_text().splitlines() if line.strip()]
     losses = {m["step"]: m["loss"] for m in metrics if "loss" in m and "train_runtime" not in m}
     return {
@@ -104,6 +106,7 @@ def summarise(work: Path, arm: str, warmup: int, steps: int, ranks: int) -> dict
         "unique_tokens_per_s": sum(s["unique_tokens"] for s in per_step) / seconds,
         "peak_gib": max(known) if known else None,
         "peak_gib_per_process": peaks,
+        "cuda_peak_gib": max(cuda) if cuda else None,
         "steps": per_step,
         "losses": [losses.get(step) for step in range(1, warmup + steps + 1)],
     }
@@ -114,6 +117,8 @@ def compare(stock: dict, fast: dict) -> dict:
     return {
         "speedup": fast["pairs_per_s"] / stock["pairs_per_s"],
         "memory_ratio": (fast["peak_gib"] / stock["peak_gib"]) if stock["peak_gib"] and fast["peak_gib"] else None,
+        "cuda_memory_ratio": (fast["cuda_peak_gib"] / stock["cuda_peak_gib"])
+        if stock.get("cuda_peak_gib") and fast.get("cuda_peak_gib") else None,
         "max_abs_loss_diff": max(abs(a - b) for a, b in pairs) if pairs else None,
     }
 
@@ -122,6 +127,8 @@ def format_table(result: dict) -> str:
     s, f = result["stock"], result["fast"]
     rows = [("pairs / s", "pairs_per_s", "{:.3f}"), ("unique tokens / s", "unique_tokens_per_s", "{:.0f}"),
             ("s / step", "s_per_step", "{:.2f}"), ("peak GiB / process", "peak_gib", "{:.2f}")]
+    if s.get("cuda_peak_gib") and f.get("cuda_peak_gib"):
+        rows.append(("peak CUDA GiB / proc.", "cuda_peak_gib", "{:.2f}"))
     lines = [f"{'':22}{'stock (TRL)':>14}{'fast':>14}{'fast/stock':>12}"]
     for label, key, fmt in rows:
         a, b = s[key], f[key]

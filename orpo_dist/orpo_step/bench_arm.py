@@ -4,7 +4,8 @@ Per process: `python -m orpo_dist.orpo_step.bench_arm --bench_dir DIR --bench_ar
 RECIPE [overrides]`, alone or under `accelerate launch`. Before each optimizer step every rank
 waits for DIR/go-NAME-STEP (written by the benchmark when the other arm is idle), then times the
 step and writes DIR/done-NAME-STEP-RANK.json with its seconds, pairs and unique tokens. After the
-warm-up steps the peak-RSS mark is reset, so the reported peak is that of the measured steps.
+warm-up steps the peak-RSS mark (and on a GPU the peak CUDA allocation) is reset, so the reported
+peaks are those of the measured steps.
 """
 
 from __future__ import annotations
@@ -40,6 +41,20 @@ def reset_peak() -> None:
         Path("/proc/self/clear_refs").write_text("5")  # Linux: reset VmHWM to the current RSS
     except OSError:
         pass
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def cuda_peak_gib() -> float | None:
+    """Peak CUDA memory the caching allocator handed out (None without a GPU): on a GPU the
+    memory that matters; VmHWM is the host's."""
+    import torch
+
+    if not (torch.cuda.is_available() and torch.cuda.is_initialized()):
+        return None
+    return torch.cuda.max_memory_allocated() / 2**30
 
 
 def release_free_memory() -> None:
@@ -88,7 +103,7 @@ class Pacer(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         path = self.dir / f"peak-{self.arm}-{_rank()}.json"
-        path.write_text(json.dumps({"peak_gib": vm_hwm_gib()}))
+        path.write_text(json.dumps({"peak_gib": vm_hwm_gib(), "cuda_peak_gib": cuda_peak_gib()}))
 
 
 def _take(argv: list[str], flag: str) -> str:
