@@ -69,20 +69,19 @@ def profile_step(trainer, batch, vocab: int) -> tuple[dict[str, float], float, f
     return buckets, wall + optimizer_s, loss, sorted(other, reverse=True)[:4]
 
 
-def main(argv: list[str]) -> int:
+def build(argv: list[str], arms=("stock", "fast")):
+    """(trainers by arm, one collated batch, training args, vocab size) for a recipe's overrides:
+    both steps on copies of one model. Shared with benchmarks/activation_memory.py."""
     from datasets import Dataset  # noqa: F401  (loads before TRL's lazy imports)
     from trl.experimental.orpo import ORPOTrainer
 
     from orpo_dist.data import prepare_datasets
     from orpo_dist.demo import DEMO_RECIPE
     from orpo_dist.model import load_model, load_tokenizer, peft_config
+    from orpo_dist.orpo_step import fast_step_kwargs
     from orpo_dist.orpo_step.trainer import FastOrpoTrainer
     from orpo_dist.recipe import parse
 
-    arms = ("stock", "fast")
-    if "--arm" in argv:  # one arm only: both models plus the profiler's records may not fit in memory
-        i = argv.index("--arm")
-        arms, argv = (argv[i + 1],), argv[:i] + argv[i + 2:]
     recipe = parse(["--output_dir", "/tmp/orpo-profile", "--report_to", "none", *argv], defaults=DEMO_RECIPE)
     training = recipe.training
     tokenizer = load_tokenizer(recipe.model, training)
@@ -94,14 +93,23 @@ def main(argv: list[str]) -> int:
                                      processing_class=tokenizer, peft_config=lora),
         "fast": lambda: FastOrpoTrainer(model=copy.deepcopy(model), args=training, train_dataset=data.train,
                                         processing_class=tokenizer, peft_config=lora,
-                                        chunk_size=training.orpo_chunk_size),
+                                        **fast_step_kwargs(training)),
     }
     trainers = {arm: builders[arm]() for arm in arms}
     del model
     first = next(iter(trainers.values()))
     n = training.per_device_train_batch_size
     batch = first.data_collator([first.train_dataset[i] for i in range(n)])
-    vocab = first.model.config.vocab_size
+    return trainers, batch, training, first.model.config.vocab_size
+
+
+def main(argv: list[str]) -> int:
+    arms = ("stock", "fast")
+    if "--arm" in argv:  # one arm only: both models plus the profiler's records may not fit in memory
+        i = argv.index("--arm")
+        arms, argv = (argv[i + 1],), argv[:i] + argv[i + 2:]
+    trainers, batch, training, vocab = build(argv, arms)
+    n = training.per_device_train_batch_size
     results = {arm: profile_step(t, batch, vocab) for arm, t in trainers.items()}
     empty = ({}, 0.0, float("nan"), [])
     results = {arm: results.get(arm, empty) for arm in ("stock", "fast")}

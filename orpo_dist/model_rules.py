@@ -21,6 +21,19 @@ METHODS = ("full", "lora", "qlora")
 FAST_STEP_ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3")
 
 
+# The fast step's activation checkpointing inside each layer (orpo_step/checkpointing.py) and the
+# head logits it keeps for the backward (orpo_step/head.py): what the planner counts.
+CHECKPOINT_POLICIES = ("none", "norms", "mlp-act", "norms+mlp-act", "mlp", "norms+mlp")
+DEFAULT_CHECKPOINT_POLICY = "norms+mlp-act"  # elementwise recompute only; measured in README's fast-step section
+DEFAULT_LOGITS_BUDGET_MB = 1024
+
+
+def keeps_logits(targets: int, vocab_size: int, keep_budget: int) -> bool:
+    """Whether the fp32 logits of `targets` positions fit the budget (bytes) and are kept for the
+    backward rather than recomputed chunk by chunk."""
+    return keep_budget > 0 and targets * vocab_size * 4 <= keep_budget
+
+
 def plans_fast_step(orpo_step: Any, model_type: str | None) -> bool:
     """Will a run with this `orpo_step` field take the fast step for this architecture? (The
     other fallbacks, soft-capping and the like, are rare on these architectures.)"""

@@ -26,6 +26,7 @@ from .recipe_checks import (
     REPORT_TO_AUTO, check_data_values, check_lora_values, check_output_dir, check_training_values,
     read_chat_template, resolve_report_to,
 )
+from .model_rules import CHECKPOINT_POLICIES, DEFAULT_CHECKPOINT_POLICY, DEFAULT_LOGITS_BUDGET_MB
 from .recipe_compat import HINTS, upgrade, upgrade_argv
 from .recipe_files import load_yaml, resolve
 
@@ -154,6 +155,20 @@ class OrpoDistConfig(ORPOConfig):
     orpo_chunk_size: int = field(
         default=1024,
         metadata={"help": "Fast step: positions per chunk of the vocabulary projection (memory: chunk x vocab floats)."},
+    )
+    orpo_activation_checkpointing: str = field(
+        default=DEFAULT_CHECKPOINT_POLICY,
+        metadata={
+            "help": "Fast step: what of each layer is recomputed in the backward instead of kept: norms, mlp-act "
+            "(the MLP's activation), mlp (the whole MLP: two matrix products more per position), combined with +, "
+            "or none. gradient_checkpointing (whole layers) takes precedence.",
+            "choices": list(CHECKPOINT_POLICIES),
+        },
+    )
+    orpo_logits_budget_mb: int = field(
+        default=DEFAULT_LOGITS_BUDGET_MB,
+        metadata={"help": "Fast step: MiB of fp32 head logits a micro-batch may keep for the backward (one matrix "
+                  "product less per target); above it they are recomputed chunk by chunk. 0: always recompute."},
     )
 
     report_to: None | str | list[str] = field(

@@ -29,7 +29,7 @@ OPTIONAL_POSITIVE_INTS = {
     "max_prompt_length": "prompt tokens kept when a row does not fit",
     "max_completion_length": "answer tokens kept",
 }
-NON_NEGATIVE = ("warmup_steps", "weight_decay", "max_grad_norm")
+NON_NEGATIVE = ("warmup_steps", "weight_decay", "max_grad_norm", "orpo_logits_budget_mb")
 
 
 def _is_int(value: Any) -> bool:

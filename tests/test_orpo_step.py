@@ -23,6 +23,10 @@ TECHNIQUES = {
     "shared prefix alone": dict(pack_rows=False, chunk_size=0),
     "packed rows alone": dict(share_prefix=False, chunk_size=0),
     "all, small chunks": dict(chunk_size=5),
+    "all, logits kept": dict(chunk_size=5, keep_budget=2**30),
+    "all, logits recomputed": dict(chunk_size=5, keep_budget=0),
+    "all, norms and MLP activation recomputed": dict(checkpoint_policy="norms+mlp-act"),
+    "all, whole MLP recomputed": dict(checkpoint_policy="mlp"),
 }
 
 
@@ -154,8 +158,9 @@ def test_completion_only_nll(tiny_model, demo_tokenizer, tmp_path):
     torch.testing.assert_close(nll, expected, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("keep_budget", [0, 2**20], ids=["recomputed", "kept"])
 @pytest.mark.parametrize("frozen", [True, False], ids=["frozen head", "trained head"])
-def test_chunked_head_equals_full_logits(frozen):
+def test_chunked_head_equals_full_logits(frozen, keep_budget):
     from orpo_dist.orpo_step.head import target_logps
 
     torch.manual_seed(0)
@@ -170,13 +175,40 @@ def test_chunked_head_equals_full_logits(frozen):
     ref_wgrad = None if frozen else head.weight.grad.clone()
     hidden.grad = None
     head.weight.grad = None
-    got, got_mean = target_logps(head, hidden, tokens, chunk_size=4)
+    got, got_mean = target_logps(head, hidden, tokens, chunk_size=4, keep_budget=keep_budget)
     (got * upstream).sum().backward()
     torch.testing.assert_close(got, ref, atol=1e-6, rtol=0)
     torch.testing.assert_close(got_mean, ref_mean, atol=1e-6, rtol=0)
     torch.testing.assert_close(hidden.grad, ref_grad, atol=1e-6, rtol=1e-5)
     if not frozen:
         torch.testing.assert_close(head.weight.grad, ref_wgrad, atol=1e-6, rtol=1e-5)
+
+
+def test_head_keeps_logits_only_within_the_budget():
+    from orpo_dist.orpo_step.head import keeps_logits
+
+    assert keeps_logits(1000, 50_000, 1000 * 50_000 * 4)
+    assert not keeps_logits(1001, 50_000, 1000 * 50_000 * 4)
+    assert not keeps_logits(1, 50_000, 0)  # 0: always recompute
+
+
+def test_kept_logits_skip_the_recompute(monkeypatch):
+    """The point of keeping: the head's product runs once per chunk, not twice (forward + recompute)."""
+    from orpo_dist.orpo_step.head import target_logps
+
+    linear, calls = torch.nn.functional.linear, []
+    monkeypatch.setattr(torch.nn.functional, "linear", lambda *a, **k: calls.append(1) or linear(*a, **k))
+    for frozen in (True, False):
+        head = torch.nn.Linear(16, 50, bias=False)
+        head.weight.requires_grad_(not frozen)
+        hidden = torch.randn(12, 16, requires_grad=True)
+        tokens = torch.randint(0, 50, (12,))
+        counts = {}
+        for budget in (0, 2**20):
+            calls.clear()
+            target_logps(head, hidden, tokens, chunk_size=4, keep_budget=budget)[0].sum().backward()
+            counts[budget] = len(calls)
+        assert counts == {0: 6, 2**20: 3}, (frozen, counts)
 
 
 def test_flex_block_mask_gives_the_same_forward(tiny_model_dir, demo_tokenizer, tmp_path):
@@ -194,3 +226,35 @@ def test_flex_block_mask_gives_the_same_forward(tiny_model_dir, demo_tokenizer, 
     assert fast.last_packed.input_ids.shape[1] % 128 == 0
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_rows_are_as_wide_as_packs_cheapest():
+    """Rows as wide as the longest block left 23% padding on HH-RLHF; the chosen width packs the
+    same blocks with less, and never costs more than the longest-block rule."""
+    from orpo_dist.orpo_step.packing import _first_fit, row_width
+
+    lengths = [411, 300, 250, 238, 190, 180, 150, 120]
+    cost = 3.3e-4  # SmolLM2-135M's attention_cost
+
+    def price(width):
+        return len(_first_fit(lengths, width)) * width * (1 + cost * width)
+
+    width = row_width(lengths, cost)
+    assert width > 411 and price(width) < price(411)
+    padding = 1 - sum(lengths) / (len(_first_fit(lengths, width)) * width)
+    assert padding < 0.1 < 1 - sum(lengths) / (len(_first_fit(lengths, 411)) * 411)
+    assert row_width(lengths, None) == 411  # the old rule, kept for measuring
+    # FlexAttention (attention nearly free per width): fewest padded positions, in 128-token blocks.
+    flex = row_width(lengths, 0.0, multiple=128)
+    assert flex % 128 == 0 and len(_first_fit(lengths, flex)) * flex == 1920  # 1839 tokens -> 15 blocks
+
+
+def test_checkpoint_policies_wrap_once_and_can_be_undone(tiny_model):
+    from orpo_dist.orpo_step import checkpointing
+
+    decoder = tiny_model.get_decoder()
+    layers = len(decoder.layers)
+    assert checkpointing.apply(decoder, "norms+mlp-act") == 2 * layers + 1 + layers  # 2 norms a layer + final
+    assert checkpointing.apply(decoder, "norms+mlp-act") == 3 * layers + 1  # again: replaced, not stacked
+    assert checkpointing.apply(decoder, "none") == 0
+    assert all("forward" not in m.__dict__ for m in decoder.modules())

@@ -209,17 +209,25 @@ def test_answerdotai_70b_qlora_on_two_24gb_gpus_needs_cpu_offload(tmp_path, max_
 
 # --- the memory model -----------------------------------------------------------------------
 
+RUNS = [("float32", "full", 0.0), ("bfloat16", "full", 0.0), ("float32", "lora", 0.0),
+        ("bfloat16", "lora", 0.0), ("bfloat16", "lora", 0.05), ("float32", "lora", 0.05)]
+# The fast step's finer checkpointing per method: "mlp" is modelled exactly for full fine-tuning only.
+POLICIES_BY_METHOD = {"full": ("none", "norms", "norms+mlp-act", "mlp"), "lora": ("none", "norms+mlp-act")}
+
+
 @pytest.mark.parametrize("zero3", [False, True], ids=["plain", "zero3-linear"])
-@pytest.mark.parametrize("dtype,method,dropout", [
-    ("float32", "full", 0.0), ("bfloat16", "full", 0.0), ("float32", "lora", 0.0),
-    ("bfloat16", "lora", 0.0), ("bfloat16", "lora", 0.05), ("float32", "lora", 0.05),
-])
-def test_activation_model_equals_what_autograd_saves(dtype, method, dropout, zero3, monkeypatch):
+@pytest.mark.parametrize("dtype,method,dropout,policy",
+                         [(*run, policy) for run in RUNS for policy in POLICIES_BY_METHOD[run[1]]])
+def test_activation_model_equals_what_autograd_saves(dtype, method, dropout, policy, zero3, monkeypatch):
     """Per token and decoder layer, the formula equals the bytes autograd saves for backward in a
-    real (small) llama: norms, SDPA attention with a padding mask, MLP and LoRA adapters; and under
-    ZeRO-3, whose F.linear replacement (DeepSpeed's own, patched in as zero.Init does) saves more."""
+    real (small) llama: norms, SDPA attention with a padding mask, MLP and LoRA adapters; under
+    ZeRO-3, whose F.linear replacement (DeepSpeed's own, patched in as zero.Init does) saves more;
+    and with the fast step's checkpointing policies applied to the decoder."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
+
+    from orpo_dist.orpo_step import checkpointing
+
 
     if zero3:
         from deepspeed.runtime.zero.linear import zero3_linear_wrap
@@ -236,6 +244,7 @@ def test_activation_model_equals_what_autograd_saves(dtype, method, dropout, zer
             from peft import LoraConfig, get_peft_model
 
             model = get_peft_model(model, LoraConfig(r=8, target_modules=list(QKVO), lora_dropout=dropout))
+        checkpointing.apply((model.get_base_model() if method == "lora" else model).get_decoder(), policy)
         params = {p.untyped_storage().data_ptr() for p in model.parameters()}
         seen: dict[int, int] = {}
 
@@ -257,7 +266,8 @@ def test_activation_model_equals_what_autograd_saves(dtype, method, dropout, zer
     per_layer = (saved_bytes(3) - saved_bytes(1)) / 2 / (2 * batch * length)
     shape = resolve_shape("smollm2", dict(dims, num_hidden_layers=3, tie_word_embeddings=False))
     workload = Workload(max_length=length, micro_batch=batch, gradient_checkpointing=False, lora_r=8,
-                        lora_targets=QKVO, lora_dropout=dropout, dtype=dtype)
+                        lora_targets=QKVO, lora_dropout=dropout, dtype=dtype, fast_step=policy != "none",
+                        checkpoint_policy=policy)
     _, detail = activation_bytes(shape, method, Hardware(device="cpu"), workload, Assumptions(), zero3_linear=zero3)
     assert detail["per_token_per_layer"] == pytest.approx(per_layer, rel=0.01)
 

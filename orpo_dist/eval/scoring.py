@@ -14,7 +14,7 @@ import torch
 
 from ..orpo_step.forward import per_pair_mean, target_hidden
 from ..orpo_step.head import target_logps
-from ..orpo_step.packing import pack_pairs, pair_tokens
+from ..orpo_step.packing import attention_cost, pack_pairs, pair_tokens
 
 SIDES = ("chosen", "rejected")
 TOKEN_BUDGET = 8192  # unique tokens per micro-batch: a few MB of activations per layer for 135M-8B models
@@ -73,7 +73,8 @@ def pair_logps(model, tokenized: list[dict], pad_token_id: int, chunk_size: int 
     device = next(model.parameters()).device
     chosen, rejected = [0.0] * len(tokenized), [0.0] * len(tokenized)
     for members in micro_batches(tokenized, token_budget):
-        packed = pack_pairs(collate([tokenized[i] for i in members], pad_token_id, device), pad_token_id)
+        packed = pack_pairs(collate([tokenized[i] for i in members], pad_token_id, device), pad_token_id,
+                            cost_per_pair=attention_cost(lm.config))
         hidden = target_hidden(model, lm, packed)
         logps, _ = target_logps(lm.get_output_embeddings(), hidden, packed.target_tokens, chunk_size)
         n, pairs = packed.num_pairs, packed.target_pairs

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .select import STEPS, attention_for_device, use_fast_step
 
-__all__ = ["STEPS", "trainer_class"]
+__all__ = ["STEPS", "fast_step_kwargs", "trainer_class"]
 
 
 def trainer_class(training, model, log=print, requested_attention: str | None = None):
@@ -34,5 +34,13 @@ def trainer_class(training, model, log=print, requested_attention: str | None = 
         return OrpoDistTrainer, {}
     from .trainer import FastOrpoTrainer
 
-    return FastOrpoTrainer, {"chunk_size": training.orpo_chunk_size,
-                             "completion_only_nll": training.completion_only_nll}
+    return FastOrpoTrainer, fast_step_kwargs(training)
+
+
+def fast_step_kwargs(training) -> dict:
+    """FastOrpoTrainer's own constructor arguments, from the recipe's training fields."""
+    return {"chunk_size": training.orpo_chunk_size,
+            "keep_budget": training.orpo_logits_budget_mb * 2**20,
+            # HF's whole-layer checkpointing already recomputes everything the finer policies would.
+            "checkpoint_policy": "none" if training.gradient_checkpointing else training.orpo_activation_checkpointing,
+            "completion_only_nll": training.completion_only_nll}

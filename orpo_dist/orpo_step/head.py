@@ -1,14 +1,16 @@
 """Log-probs of chosen target tokens from hidden states, in chunks: never the full logits.
 
 The vocabulary projection is called as the model's own module (`lm_head`, or whatever
-`get_output_embeddings()` returns), one chunk of target positions at a time, under activation
-checkpointing: the forward keeps only each chunk's (log-prob, mean logit), and the backward
-recomputes one chunk's logits at a time. Calling the module rather than its weight keeps
-whatever wraps it working unchanged: tied embeddings (the same Parameter), a LoRA adapter on the
-head, and DeepSpeed ZeRO-3, whose hooks gather the partitioned weight for each call (and keep it
-gathered between consecutive calls within the reuse distance).
+`get_output_embeddings()` returns), one chunk of target positions at a time. Calling the module
+rather than its weight keeps whatever wraps it working unchanged: tied embeddings (the same
+Parameter), a LoRA adapter on the head, and DeepSpeed ZeRO-3, whose hooks gather the partitioned
+weight for each call (and keep it gathered between consecutive calls within the reuse distance).
 
-Peak extra memory: one chunk of fp32 logits (chunk x vocab x 4 bytes, about 200 MB for 1,024
+The backward needs each chunk's softmax. When the fp32 logits of all the micro-batch's targets
+fit `keep_budget` bytes (orpo_logits_budget_mb) they are kept from the forward: three matrix
+products per target (forward, and the two gradients; two for a frozen head). Above it they are
+recomputed chunk by chunk in the backward (activation checkpointing; one product more), and the
+peak extra memory is one chunk of fp32 logits (chunk x vocab x 4 bytes, about 200 MB for 1,024
 positions of a 49k vocabulary) instead of 2 x batch x length x vocab.
 """
 
@@ -18,6 +20,8 @@ import contextlib
 
 import torch
 from torch.utils.checkpoint import checkpoint
+
+from ..model_rules import keeps_logits  # the planner asks the same question
 
 
 def _chunk_logps(head: torch.nn.Module, hidden: torch.Tensor, tokens: torch.Tensor):
@@ -42,11 +46,12 @@ class _FrozenHeadLogps(torch.autograd.Function):
 
     Forward and backward each gather a ZeRO-3-partitioned weight once (the same number of
     collectives on every rank, whatever its number of chunks) and then loop over the chunks; the
-    backward recomputes each chunk's logits from the saved log-sum-exp."""
+    backward takes each chunk's softmax from the forward (`keep`) or recomputes it from the saved
+    log-sum-exp."""
 
     @staticmethod
-    def forward(ctx, hidden, tokens, head, chunk_size):
-        logps, means, lses = [], [], []
+    def forward(ctx, hidden, tokens, head, chunk_size, keep):
+        logps, means, lses, probs = [], [], [], []
         with _gathered([head.weight, head.bias]), torch.no_grad():
             for start in range(0, hidden.shape[0], chunk_size):
                 logits = torch.nn.functional.linear(hidden[start:start + chunk_size], head.weight, head.bias).float()
@@ -54,7 +59,9 @@ class _FrozenHeadLogps(torch.autograd.Function):
                 logps.append(logits.gather(-1, tokens[start:start + chunk_size, None])[:, 0] - lse)
                 means.append(logits.mean(-1))
                 lses.append(lse)
-        ctx.save_for_backward(hidden, tokens, torch.cat(lses))
+                if keep:
+                    probs.append(logits.sub_(lse[:, None]).exp_())  # in place: no second chunk-sized tensor
+        ctx.save_for_backward(hidden, tokens, torch.cat(lses), *probs)
         ctx.head, ctx.chunk_size = head, chunk_size
         means = torch.cat(means)
         ctx.mark_non_differentiable(means)
@@ -62,19 +69,23 @@ class _FrozenHeadLogps(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_logps, _grad_means):
-        hidden, tokens, lse = ctx.saved_tensors
+        hidden, tokens, lse, *probs = ctx.saved_tensors
         head, chunk = ctx.head, ctx.chunk_size
         grad_hidden = torch.empty_like(hidden)
         with _gathered([head.weight, head.bias]), torch.no_grad():
             weight = head.weight
-            for start in range(0, hidden.shape[0], chunk):
+            for i, start in enumerate(range(0, hidden.shape[0], chunk)):
                 end = start + chunk
-                logits = torch.nn.functional.linear(hidden[start:end], weight, head.bias).float()
+                if probs:
+                    softmax = probs[i]
+                else:
+                    logits = torch.nn.functional.linear(hidden[start:end], weight, head.bias).float()
+                    softmax = logits.sub_(lse[start:end, None]).exp_()
                 # d logp / d logits = onehot(target) - softmax, scaled by the incoming gradient.
-                grad_logits = torch.exp(logits - lse[start:end, None]).mul_(-grad_logps[start:end, None])
+                grad_logits = softmax.mul(-grad_logps[start:end, None])
                 grad_logits.scatter_add_(-1, tokens[start:end, None], grad_logps[start:end, None])
                 grad_hidden[start:end] = (grad_logits.to(weight.dtype) @ weight).to(hidden.dtype)
-        return grad_hidden, None, None, None
+        return grad_hidden, None, None, None, None
 
 
 def _is_frozen_linear(head) -> bool:
@@ -99,15 +110,18 @@ def _chunks_on_every_rank(head: torch.nn.Module, n_chunks: int, device) -> int:
 
 
 def target_logps(head: torch.nn.Module, hidden: torch.Tensor, tokens: torch.Tensor,
-                 chunk_size: int | None = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+                 chunk_size: int | None = 1024, keep_budget: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """hidden (targets, hidden_size), tokens (targets,) -> (log-prob of each token, mean logit over
     the vocabulary at each position). chunk_size None or 0: one pass, logits materialised (the
-    reference the chunked path is tested against).
+    reference the chunked path is tested against). keep_budget: bytes of fp32 logits that may be
+    kept for the backward (0: always recompute).
 
     A frozen plain head (LoRA and QLoRA runs) goes through _FrozenHeadLogps; a trained or wrapped
-    one (full fine-tuning, LoRA on the head) through checkpointed calls of the module itself."""
+    one (full fine-tuning, LoRA on the head) through calls of the module itself, checkpointed
+    unless the logits are kept."""
+    keep = keeps_logits(hidden.shape[0], getattr(head, "out_features", 0), keep_budget)  # unknown: recompute
     if chunk_size and _is_frozen_linear(head) and hidden.requires_grad:
-        return _FrozenHeadLogps.apply(hidden, tokens, head, chunk_size)
+        return _FrozenHeadLogps.apply(hidden, tokens, head, chunk_size, keep)
     size = chunk_size or max(hidden.shape[0], 1)
     n_chunks = max(1, -(-hidden.shape[0] // size))
     calls = _chunks_on_every_rank(head, n_chunks, hidden.device)
@@ -117,7 +131,7 @@ def target_logps(head: torch.nn.Module, hidden: torch.Tensor, tokens: torch.Tens
         start = i * size if i < n_chunks else 0
         end = start + size if i < n_chunks else 1  # a dummy row, for ZeRO-3's collectives only
         h, t = hidden[start:end], tokens[start:end]
-        if grad and chunk_size:
+        if grad and chunk_size and not keep:
             lp, mean = checkpoint(_chunk_logps, head, h, t, use_reentrant=False)
         else:
             lp, mean = _chunk_logps(head, h, t)

@@ -6,9 +6,13 @@ rejected sequence (the prompt, and any opening the two answers share), C and R t
 R's tokens see S but not C (a 4D attention mask), and their positions continue from the end of S,
 so every hidden state is the one the stock step computes for that token.
 
-Blocks are packed first-fit into rows no longer than the longest block of the batch (dense
-attention costs the square of the row length, so rows never grow beyond what the batch needs
-anyway), and padding only fills what is left of a row.
+Blocks are packed first-fit into rows of one width, padding filling what is left of a row. The
+width is the cheapest for the batch (row_width): every position costs its projections and MLP,
+padding included, and dense attention costs each row the square of its width. Rows as wide as
+the longest block waste what first-fit leaves over (23% of positions on HH-RLHF at batch 8);
+a little wider often packs the same blocks into the same rows with almost no padding. Under
+FlexAttention, which skips the mask's empty blocks, attention costs next to nothing per row
+width, and the widest row (everything in one) is the cheapest.
 
 The loss needs a log-prob only where a term uses it: the *targets*. A target is a (hidden
 position, next token) pair with flags saying which terms it feeds; a target the two sequences
@@ -116,13 +120,41 @@ def _first_fit(lengths: list[int], capacity: int) -> list[list[int]]:
     return rows
 
 
+def attention_cost(config) -> float:
+    """Dense attention's work per (query, key) position pair over the work per position of the
+    projections and the MLP, for a decoder config (FLOPs: QK^T and PV against the linear layers)."""
+    hidden, heads = config.hidden_size, config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    q, kv = heads * head_dim, (getattr(config, "num_key_value_heads", None) or heads) * head_dim
+    per_position = 2 * (2 * hidden * q + 2 * hidden * kv + 3 * hidden * config.intermediate_size)
+    return 4 * q / per_position
+
+
+def row_width(lengths: list[int], cost_per_pair: float | None, multiple: int = 1) -> int:
+    """The row width at which first-fit packing of these blocks costs least, as rows x width x
+    (1 + cost_per_pair x width) (attention_cost): from the longest block up to all of them in one
+    row, in steps of `multiple` (at least 1/64 of the longest block). None: the longest block."""
+    longest = -(-max(lengths) // multiple) * multiple
+    if cost_per_pair is None:
+        return longest
+    step = max(multiple, -(-longest // 64 // multiple) * multiple)
+    best, best_cost = longest, float("inf")
+    for width in range(longest, sum(lengths) + step, step):
+        cost = len(_first_fit(lengths, width)) * width * (1 + cost_per_pair * width)
+        if cost < best_cost:
+            best, best_cost = width, cost
+    return best
+
+
 def pack_pairs(batch: dict, pad_token_id: int, share_prefix: bool = True, pack_rows: bool = True,
-               completion_only_nll: bool = False, pad_to_multiple_of: int = 1) -> PackedBatch:
+               completion_only_nll: bool = False, pad_to_multiple_of: int = 1,
+               cost_per_pair: float | None = None) -> PackedBatch:
     """Pack a TRL-collated ORPO batch (chosen_/rejected_ input_ids, attention_mask, labels).
 
     share_prefix=False puts chosen and rejected in blocks of their own (no shared prompt);
     pack_rows=False gives every block a row of its own. Both exist to measure each technique
-    alone; the results are the same either way."""
+    alone; the results are the same either way. cost_per_pair (attention_cost; 0 under
+    FlexAttention) picks the row width (row_width); None keeps rows as wide as the longest block."""
     chosen, rejected = _sequences(batch, "chosen"), _sequences(batch, "rejected")
     blocks = []  # per pair: (tokens, positions, segments, targets)
     for pair, ((c, c_ans), (r, r_ans)) in enumerate(zip(chosen, rejected)):
@@ -143,9 +175,12 @@ def pack_pairs(batch: dict, pad_token_id: int, share_prefix: bool = True, pack_r
         blocks.append((tokens, positions, segments, targets))
 
     lengths = [len(b[0]) for b in blocks]
-    capacity = max(lengths)
-    rows = _first_fit(lengths, capacity) if pack_rows else [[i] for i in range(len(blocks))]
-    width = -(-capacity // pad_to_multiple_of) * pad_to_multiple_of
+    if pack_rows:
+        width = row_width(lengths, cost_per_pair, pad_to_multiple_of)
+        rows = _first_fit(lengths, width)
+    else:
+        width = -(-max(lengths) // pad_to_multiple_of) * pad_to_multiple_of
+        rows = [[i] for i in range(len(blocks))]
     n_rows = len(rows)
     input_ids = torch.full((n_rows, width), pad_token_id, dtype=torch.long)
     position_ids = torch.zeros((n_rows, width), dtype=torch.long)

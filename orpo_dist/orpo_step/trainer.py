@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import torch
 from ..orpo_trainer import OrpoDistTrainer
+from . import checkpointing
 from .forward import per_pair_mean, target_hidden
 from .head import target_logps
-from .packing import pack_pairs
+from .packing import attention_cost, pack_pairs
 
 
 def causal_lm(accelerator, model):
@@ -27,10 +28,12 @@ def causal_lm(accelerator, model):
 class FastOrpoTrainer(OrpoDistTrainer):
     """ORPO with shared-prompt rows and a chunked vocabulary projection (see orpo_step/)."""
 
-    def __init__(self, *args, chunk_size: int = 1024, completion_only_nll: bool = False,
-                 share_prefix: bool = True, pack_rows: bool = True, **kwargs):
+    def __init__(self, *args, chunk_size: int = 1024, keep_budget: int = 0, checkpoint_policy: str = "none",
+                 completion_only_nll: bool = False, share_prefix: bool = True, pack_rows: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
+        checkpointing.apply(causal_lm(self.accelerator, self.model).get_decoder(), checkpoint_policy)
         self.chunk_size = chunk_size
+        self.keep_budget = keep_budget  # bytes of head logits kept for the backward (head.py)
         self.completion_only_nll = completion_only_nll
         self.share_prefix = share_prefix
         self.pack_rows = pack_rows
@@ -42,10 +45,12 @@ class FastOrpoTrainer(OrpoDistTrainer):
         # number of shapes (and recompilations) small.
         flex = getattr(lm.config, "_attn_implementation", "sdpa") == "flex_attention"
         packed = pack_pairs(batch, self.padding_value, self.share_prefix, self.pack_rows, self.completion_only_nll,
-                            pad_to_multiple_of=128 if flex else 1)
+                            pad_to_multiple_of=128 if flex else 1,
+                            cost_per_pair=0.0 if flex else attention_cost(lm.config))
         self.last_packed = packed
         hidden = target_hidden(model, lm, packed, flex)
-        logps, mean_logits = target_logps(lm.get_output_embeddings(), hidden, packed.target_tokens, self.chunk_size)
+        logps, mean_logits = target_logps(lm.get_output_embeddings(), hidden, packed.target_tokens, self.chunk_size,
+                                        self.keep_budget)
 
         nll = -logps[packed.in_nll].sum() / packed.in_nll.sum()
         n, pairs = packed.num_pairs, packed.target_pairs

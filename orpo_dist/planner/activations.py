@@ -6,6 +6,14 @@ from .shapes import ModelShape, lora_target_groups
 from .spec import Assumptions, Hardware, Workload, weight_bytes
 
 
+def checkpoint_kinds(workload: Workload) -> set[str]:
+    """What the fast step recomputes inside each layer (none for TRL's step, or under HF's
+    whole-layer gradient checkpointing, which takes precedence)."""
+    if not workload.fast_step or workload.gradient_checkpointing or workload.checkpoint_policy == "none":
+        return set()
+    return set(workload.checkpoint_policy.split("+"))
+
+
 def activation_bytes(shape: ModelShape, method: str, hardware: Hardware, workload: Workload,
                      a: Assumptions, zero3_linear: bool = False) -> tuple[float, dict[str, float]]:
     """Bytes of activations autograd keeps for backward in one micro-step (2 x micro-batch sequences).
@@ -25,6 +33,11 @@ def activation_bytes(shape: ModelShape, method: str, hardware: Hardware, workloa
                   frozen linears' inputs no adapter keeps, and lm_head's input, become saved too
     Gradient checkpointing keeps only each layer's input (s*h per token) and recomputes one layer
     at a time in backward (+ that layer's full activations).
+    The fast step's finer policies (orpo_activation_checkpointing, orpo_step/checkpointing.py):
+      norms         each RMSNorm keeps its input only (s*h; full FT: its output, the next linear's input)
+      mlp-act       the MLP keeps gate and up, not the activation between them: 2 x s*I (+ down's input)
+      mlp           the MLP keeps its input only (+ one MLP's activations while it is recomputed);
+                    modelled exactly for full fine-tuning, LoRA adapters inside the MLP counted as kept
     """
     w = weight_bytes(hardware, workload)
     s = w  # activations in the weights' dtype (bf16 on GPUs, fp32 on CPU)
@@ -35,11 +48,20 @@ def activation_bytes(shape: ModelShape, method: str, hardware: Hardware, workloa
     cuda = hardware.device == "cuda"
     # QLoRA on GPUs: PEFT's k-bit preparation keeps the norms in fp32, so their outputs are fp32.
     s_norm_out = 4 if (method == "qlora" and cuda) else s
-    norms = 2 * (4 * h + 4) + (2 * 2 * s * h if full else 0)
+    policy = checkpoint_kinds(workload)
+    if "norms" in policy:
+        norms = 2 * s * h + (2 * s * h if full else 0)
+    else:
+        norms = 2 * (4 * h + 4) + (2 * 2 * s * h if full else 0)
     attention = 4 * s * q + 4 * shape.num_heads + L * s
+    mlp_recomputed = 0.0  # one MLP's activations, alive while the backward recomputes it
     if shape.num_experts:
         k = max(shape.experts_per_token, 1)
         mlp = k * s * ((2 * h + 4 * inter) if full else (h + 3 * inter)) + 4 * shape.num_experts
+    elif "mlp" in policy:
+        mlp, mlp_recomputed = (0 if full else s * h), s * (4 * inter if full else 3 * inter)
+    elif "mlp-act" in policy:
+        mlp = s * (3 * inter if full else 2 * inter)
     else:
         mlp = s * (4 * inter if full else 3 * inter)
     adapters = 0.0
@@ -54,7 +76,7 @@ def activation_bytes(shape: ModelShape, method: str, hardware: Hardware, workloa
     if workload.gradient_checkpointing:
         kept = shape.num_layers * s * h + per_layer  # layer inputs + one layer recomputed
     else:
-        kept = shape.num_layers * per_layer
+        kept = shape.num_layers * per_layer + mlp_recomputed
     total = tokens * (pre + kept + post)
     detail = {"tokens": tokens, "per_token_per_layer": per_layer, "per_token_checkpointed_layer": s * h,
               "per_token_outside_layers": pre + post}

@@ -78,6 +78,8 @@ def workload_from_recipe(values: dict[str, Any]) -> Workload:
         quant_bits=8 if values.get("load_in_8bit") else 4,
         dtype=dtype,
         orpo_chunk_size=_int(values, "orpo_chunk_size"),
+        orpo_logits_budget_mb=_int(values, "orpo_logits_budget_mb"),
+        checkpoint_policy=str(_get(values, "orpo_activation_checkpointing")),
     ).validate()
 
 

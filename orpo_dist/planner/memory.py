@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..launcher.strategies import DEEPSPEED, STRATEGIES  # fastest first: the recommendation is the first that fits
-from ..model_rules import METHODS
+from ..model_rules import METHODS, keeps_logits
 from .activations import activation_bytes
 from .shapes import ModelShape, lora_params, lora_target_groups
 from .spec import GiB, Assumptions, Hardware, Workload, weight_bytes
@@ -169,7 +169,7 @@ def estimate(shape: ModelShape, method: str, hardware: Hardware, workload: Workl
         frozen=frozen_bytes(shape, method, w, workload, a),
         adapter_bytes=a.lora_adapter_bytes if method != "full" else w,  # trainable params' own dtype
         logits_tensor=_logits_bytes(shape, workload, w),
-        logits_factor=a.logits_peak_fp32 if (w == 4 or workload.fast_step) else a.logits_peak_16bit,
+        loss_buffers=_loss_buffer_bytes(shape, workload, w, a),
     )
     estimates = [_strategy(s, case, acts_zero3 if s.startswith("zero3") else acts) for s in STRATEGIES]
     return Plan(shape, method, hardware, workload, a, trainable, targets, w, estimates, detail)
@@ -177,11 +177,24 @@ def estimate(shape: ModelShape, method: str, hardware: Hardware, workload: Workl
 
 def _logits_bytes(shape: ModelShape, workload: Workload, w: int) -> int:
     """One logits tensor: the stock step's 2 x B x L x vocab in the compute dtype; the fast step's
-    one chunk of orpo_chunk_size positions x vocab, in fp32 (it upcasts each chunk)."""
+    fp32 logits of every target (2 x B x L at most) when they fit orpo_logits_budget_mb and are
+    kept for the backward, else one chunk of orpo_chunk_size positions (recomputed)."""
     positions = 2 * workload.micro_batch * workload.max_length
     if workload.fast_step:
+        if keeps_logits(positions, shape.vocab_size, workload.orpo_logits_budget_mb * 2**20):
+            return positions * shape.vocab_size * 4
         return min(workload.orpo_chunk_size, positions) * shape.vocab_size * 4
     return positions * shape.vocab_size * w
+
+
+def _loss_buffer_bytes(shape: ModelShape, workload: Workload, w: int, a: Assumptions) -> int:
+    """Logits-sized temporaries beside the logits at the loss's peak: for the stock step a factor of
+    the whole logits tensor; for the fast step of one chunk (the loop works a chunk at a time)."""
+    if workload.fast_step:
+        chunk = min(workload.orpo_chunk_size, 2 * workload.micro_batch * workload.max_length) * shape.vocab_size * 4
+        return int((a.logits_peak_fp32 - 1) * chunk)
+    factor = a.logits_peak_fp32 if w == 4 else a.logits_peak_16bit
+    return int((factor - 1) * _logits_bytes(shape, workload, w))
 
 
 def frozen_bytes(shape: ModelShape, method: str, w: int, workload: Workload, a: Assumptions) -> float:
@@ -220,8 +233,8 @@ class _Case:
     trainable: int  # trainable parameters
     frozen: float  # bytes of the frozen base (0 for full fine-tuning)
     adapter_bytes: int  # bytes per trainable parameter in its own dtype (fp32 LoRA adapters, w for full FT)
-    logits_tensor: int  # bytes of one 2 x B x L x vocab logits tensor
-    logits_factor: float  # live logits-sized tensors at the loss's peak
+    logits_tensor: int  # bytes of the logits held through the loss (stock: 2 x B x L x vocab)
+    loss_buffers: int  # bytes of the loss's temporaries beside them
 
 
 def _strategy(name: str, case: _Case, activations: float) -> StrategyEstimate:
@@ -234,7 +247,7 @@ def _strategy(name: str, case: _Case, activations: float) -> StrategyEstimate:
         cpu, grads_live, notes = _plain_states(name, case, gpu)
     gpu["activations"] = int(activations)
     gpu["logits"] = int(case.logits_tensor)
-    gpu["loss_buffers"] = int((case.logits_factor - 1) * case.logits_tensor)
+    gpu["loss_buffers"] = case.loss_buffers
     gpu["overhead"] = _overhead(name, case, cpu)
     peak = _peak(gpu, grads_live, case.hardware.device == "cpu")
     return _verdict(name, case, gpu, peak, cpu, notes)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UserError
+from ..model_rules import DEFAULT_CHECKPOINT_POLICY, DEFAULT_LOGITS_BUDGET_MB
 
 GiB = 2**30
 DEVICES = ("cuda", "cpu")
@@ -77,6 +78,8 @@ class Workload:
     global_batch: int | None = None  # pairs per optimizer step; None = micro_batch x grad_accum x world
     fast_step: bool = False  # orpo-dist's fast ORPO step: the head runs in chunks, no full logits
     orpo_chunk_size: int = 1024  # fast step: positions per head chunk
+    orpo_logits_budget_mb: int = DEFAULT_LOGITS_BUDGET_MB  # fast step: fp32 head logits kept when they fit
+    checkpoint_policy: str = DEFAULT_CHECKPOINT_POLICY  # fast step: orpo_activation_checkpointing
 
     def replace(self, **changes) -> "Workload":
         return dataclasses.replace(self, **changes)
