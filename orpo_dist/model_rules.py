@@ -24,7 +24,7 @@ FAST_STEP_ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3")
 # The fast step's activation checkpointing inside each layer (orpo_step/checkpointing.py) and the
 # head logits it keeps for the backward (orpo_step/head.py): what the planner counts.
 CHECKPOINT_POLICIES = ("none", "norms", "mlp-act", "norms+mlp-act", "mlp", "norms+mlp")
-DEFAULT_CHECKPOINT_POLICY = "norms+mlp-act"  # elementwise recompute only; measured in README's fast-step section
+DEFAULT_CHECKPOINT_POLICY = "norms+mlp"  # measured: 0.38x -> 0.31x peak memory, speed within noise (README)
 DEFAULT_LOGITS_BUDGET_MB = 1024
 
 
