@@ -10,10 +10,13 @@
 # reachable (build-wheelhouse), or the check refuses and lists it. Details: benchmarks/gpu_check.py.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+if [ "${1:-}" = "build-wheelhouse" ]; then
+    # Built here, from the versions orpo-dist's own venv runs (its torch says what torch needs).
+    shift
+    venv_python="$here/../.venv/bin/python"
+    [ -x "$venv_python" ] || venv_python=python3
+    exec "${PYTHON:-$venv_python}" "$here/wheelhouse.py" "$@"
+fi
 PYTHON="${PYTHON:-python3}"
 export PYTHON
-if [ "${1:-}" = "build-wheelhouse" ]; then
-    shift
-    exec "$PYTHON" "$here/wheelhouse.py" "$@"
-fi
 exec "$PYTHON" "$here/gpu_check.py" "$@"

@@ -10,7 +10,8 @@ steps (the same run: saving does not change the weights or the data order), then
 model once and every checkpoint on the run's held-out pairs with `orpo-dist eval`'s scorer.
 Writes curve.json, curve.md (the table) and curve.png (accuracy with its bootstrap 95% interval
 against pairs seen) into the run folder, and prints the table. `--no-train` re-scores an existing
-run. About 22 min of training and 100 s per scored model on 2 CPU cores.
+run. Measured on 2 CPU cores: 26 min of training, 23 min of scoring (base + 4 checkpoints,
+about 4.5 min each).
 """
 
 from __future__ import annotations

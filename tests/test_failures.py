@@ -93,3 +93,23 @@ def test_a_rank_that_lost_its_peers_is_named_as_such():
     assert "No process on this machine died" in message and "ddp_timeout" in message
     # A rank that died of its own error is still reported as before, lost contact or not elsewhere.
     assert "killed by SIGKILL" in failure_message(1, SUMMARY, r.lost_contact)
+
+
+def test_a_lost_contact_line_split_across_reads_is_still_recognised():
+    """A pipe read can end inside the rank's line; its first part is passed on at once (it could be
+    a progress bar), and the line must still be recognised when the rest arrives (seen in the
+    real-cluster link-cut test: the launcher then said "exited with status 1")."""
+    import time
+
+    line = ("orpo-dist: rank 0 lost contact with the other training processes ([gloo] Timed out waiting "
+            "10000ms for recv operation to complete); stopping\n")
+    read, write = os.pipe()
+    out = io.StringIO()
+    r = StderrRelay(os.fdopen(read), out)
+    os.write(write, b"  0%|  | 5/100000 [00:14<80:43:32]" + line[:30].encode())
+    time.sleep(0.3)  # the relay reads and passes on the first part alone
+    os.write(write, line[30:].encode())
+    os.close(write)
+    r.wait()
+    assert out.getvalue().endswith(line)  # shown once, whole
+    assert r.lost_contact == {"0": "[gloo] Timed out waiting 10000ms for recv operation to complete"}

@@ -101,6 +101,8 @@ class StderrRelay:
         self._swallowing = False
         self.failure_summary = ""
         self.lost_contact: dict[str, str] = {}  # rank -> the collective's error, from the rank's own line
+        self._shown_part = ""  # the start of the current line, already passed on (a progress bar, or
+        # a line that arrived in two reads): read again with the rest of the line
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -123,6 +125,7 @@ class StderrRelay:
             if pending and not (self._held or self._swallowing or self.interrupted) \
                     and not "Traceback".startswith(pending[:9]):
                 self._emit(pending)
+                self._shown_part += pending
                 pending = ""
         if pending:
             self._line(pending)
@@ -130,7 +133,8 @@ class StderrRelay:
             self._emit("".join(self._held))
 
     def _line(self, line: str) -> None:
-        if lost := _LOST.search(line):
+        whole, self._shown_part = self._shown_part + line, ""
+        if lost := _LOST.search(whole):
             self.lost_contact[lost.group(1)] = lost.group(2)
         if "\r" in line and not (self._held or self._swallowing):
             # a progress bar's last redraw, then whatever came after it on the same line
