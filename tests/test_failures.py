@@ -106,8 +106,12 @@ def test_a_lost_contact_line_split_across_reads_is_still_recognised():
     read, write = os.pipe()
     out = io.StringIO()
     r = StderrRelay(os.fdopen(read), out)
-    os.write(write, b"  0%|  | 5/100000 [00:14<80:43:32]" + line[:30].encode())
-    time.sleep(0.3)  # the relay reads and passes on the first part alone
+    first = "\r  0%|  | 4/100000\r  0%|  | 5/100000 [00:14<80:43:32]" + line[:30]
+    os.write(write, first.encode())
+    deadline = time.time() + 10
+    while out.getvalue() != first and time.time() < deadline:  # passed on alone, before the rest exists
+        time.sleep(0.01)
+    assert out.getvalue() == first
     os.write(write, line[30:].encode())
     os.close(write)
     r.wait()

@@ -20,6 +20,7 @@ from ..errors import INTERRUPTED, LOST_CONTACT
 CHILD_FAILED = "ChildFailedError"
 _ENTRY = re.compile(r"^\[\d+\]:\s*$")
 _FIELD = re.compile(r"^\s+(\w+)\s*:\s*(.*)$")
+_SHOWN_PART_MAX = 4096  # of a line already passed on, kept to match _LOST (its line is ~200 characters)
 _LOST = re.compile(r"orpo-dist: rank (\S+) " + re.escape(LOST_CONTACT) + r" \((.*)\); stopping")
 # What the processes print while Ctrl-C stops them: torchrun's shutdown warnings, each rank's own
 # "interrupted" line, peers losing each other, and the launchers' KeyboardInterrupt/SignalException
@@ -125,7 +126,8 @@ class StderrRelay:
             if pending and not (self._held or self._swallowing or self.interrupted) \
                     and not "Traceback".startswith(pending[:9]):
                 self._emit(pending)
-                self._shown_part += pending
+                # A redraw replaces what came before its \r; bounded, as a bar may redraw for hours.
+                self._shown_part = (self._shown_part + pending).rpartition("\r")[2][-_SHOWN_PART_MAX:]
                 pending = ""
         if pending:
             self._line(pending)
