@@ -296,6 +296,70 @@ def test_fast_step_plans_one_logits_chunk_and_a_larger_micro_batch():
     assert "fast ORPO step" in format_plan(fast) and "stock ORPO step" in format_plan(stock)
 
 
+@pytest.mark.parametrize("trained", [True, False], ids=["trained-head", "frozen-head"])
+@pytest.mark.parametrize("keep", [True, False], ids=["kept", "recomputed"])
+@pytest.mark.parametrize("chunks", [1, 2, 4])
+def test_fast_head_peak_equals_the_live_tensors_of_its_forward_and_backward(trained, keep, chunks):
+    """The planner's fast-step logits + loss buffers against the most bytes of tensors alive at once
+    (counted on every op's outputs, freed when their storage dies) while the real head,
+    orpo_step.head.target_logps, runs forward and backward: equal within 5% once the targets
+    span several chunks; for one chunk the plan may overcount by about one chunk, never undercount."""
+    import types
+    import weakref
+
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from orpo_dist.orpo_step.head import target_logps
+    from orpo_dist.planner.memory import _logits_bytes, _loss_buffer_bytes
+
+    class LiveBytes(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.live = self.peak = 0
+            self.storages: set[int] = set()
+
+        def __torch_dispatch__(self, func, types_, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else [out]:
+                if isinstance(t, torch.Tensor) and t.untyped_storage().nbytes():
+                    storage = t.untyped_storage()
+                    key, size = storage.data_ptr(), storage.nbytes()
+                    if key not in self.storages:  # a new allocation, not a view or an in-place result
+                        self.storages.add(key)
+                        self.live += size
+                        self.peak = max(self.peak, self.live)
+                        weakref.finalize(storage, self._freed, key, size)
+            return out
+
+        def _freed(self, key, size):
+            self.live -= size
+            self.storages.discard(key)
+
+    vocab, hidden_size, chunk = 4096, 32, 256
+    targets = chunks * chunk
+    torch.manual_seed(0)
+    head = torch.nn.Linear(hidden_size, vocab, bias=False).requires_grad_(trained)
+    hidden = torch.randn(targets, hidden_size, requires_grad=True)
+    tokens = torch.randint(0, vocab, (targets,))
+    budget_mb = 1024 if keep else 0
+    counter = LiveBytes()
+    with counter:
+        logps, _ = target_logps(head, hidden, tokens, chunk, keep_budget=budget_mb * 2**20)
+        logps.sum().backward()
+    small = 2 * head.weight.numel() * 4 + 8 * targets * (hidden_size + 4)  # weight grad, hidden-sized
+    measured = counter.peak - small
+    workload = Workload(max_length=targets // 2, micro_batch=1, fast_step=True, orpo_chunk_size=chunk,
+                        orpo_logits_budget_mb=budget_mb)
+    shape = types.SimpleNamespace(vocab_size=vocab)
+    planned = _logits_bytes(shape, workload, 4) + _loss_buffer_bytes(shape, workload, 4, Assumptions(), trained)
+    one_chunk = chunk * vocab * 4
+    if chunks == 1:
+        assert measured - 0.05 * one_chunk <= planned <= measured + 1.15 * one_chunk
+    else:
+        assert planned == pytest.approx(measured, rel=0.05)
+
+
 def test_memory_grows_with_batch_length_and_shrinks_with_checkpointing_and_gpus():
     shape = resolve_shape("meta-llama/Meta-Llama-3-8B")
     hw = Hardware(gpus_per_node=8, gpu_mem_gib=80)

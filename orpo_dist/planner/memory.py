@@ -158,10 +158,12 @@ def estimate(shape: ModelShape, method: str, hardware: Hardware, workload: Workl
     w = weight_bytes(hardware, workload)
     if method == "full":
         trainable, targets = shape.total_params, ()
+        head_trained = True
     else:
         groups = lora_target_groups(shape, workload.lora_targets)
         trainable = lora_params(shape, workload.lora_targets, workload.lora_r)
         targets = tuple(dict.fromkeys(g.name for g in groups))
+        head_trained = any(not g.in_layers for g in groups)  # LoRA on the output head
     acts, detail = activation_bytes(shape, method, hardware, workload, a)
     acts_zero3, _ = activation_bytes(shape, method, hardware, workload, a, zero3_linear=True)
     case = _Case(
@@ -169,7 +171,7 @@ def estimate(shape: ModelShape, method: str, hardware: Hardware, workload: Workl
         frozen=frozen_bytes(shape, method, w, workload, a),
         adapter_bytes=a.lora_adapter_bytes if method != "full" else w,  # trainable params' own dtype
         logits_tensor=_logits_bytes(shape, workload, w),
-        loss_buffers=_loss_buffer_bytes(shape, workload, w, a),
+        loss_buffers=_loss_buffer_bytes(shape, workload, w, a, head_trained),
     )
     estimates = [_strategy(s, case, acts_zero3 if s.startswith("zero3") else acts) for s in STRATEGIES]
     return Plan(shape, method, hardware, workload, a, trainable, targets, w, estimates, detail)
@@ -187,12 +189,13 @@ def _logits_bytes(shape: ModelShape, workload: Workload, w: int) -> int:
     return positions * shape.vocab_size * w
 
 
-def _loss_buffer_bytes(shape: ModelShape, workload: Workload, w: int, a: Assumptions) -> int:
+def _loss_buffer_bytes(shape: ModelShape, workload: Workload, w: int, a: Assumptions, head_trained: bool) -> int:
     """Logits-sized temporaries beside the logits at the loss's peak: for the stock step a factor of
-    the whole logits tensor; for the fast step of one chunk (the loop works a chunk at a time)."""
+    the whole logits tensor; for the fast step a few chunks (the loop works a chunk at a time; a
+    frozen head's own backward holds one chunk fewer than autograd through a trained one)."""
     if workload.fast_step:
         chunk = min(workload.orpo_chunk_size, 2 * workload.micro_batch * workload.max_length) * shape.vocab_size * 4
-        return int((a.logits_peak_fp32 - 1) * chunk)
+        return int((a.fast_head_chunks_trained if head_trained else a.fast_head_chunks_frozen) * chunk)
     factor = a.logits_peak_fp32 if w == 4 else a.logits_peak_16bit
     return int((factor - 1) * _logits_bytes(shape, workload, w))
 

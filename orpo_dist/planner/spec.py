@@ -29,6 +29,11 @@ class Assumptions:
     nf4_bytes_plain: float = 0.5 + 4 / 64  # 4 bits + fp32 absmax per 64 (no double quantisation)
     logits_peak_fp32: float = 4.5  # live logits-sized fp32 tensors at the loss's peak (logits included)
     logits_peak_16bit: float = 4.0  # the same for 16-bit logits
+    # Fast step: chunk-sized fp32 temporaries live beside its logits term at the head's peak (the
+    # next chunk's logits while the last is still bound, logsumexp's exp, the logits' gradient).
+    # Counted on live tensors in tests/test_planner.py: 3 for a trained head, 2 for a frozen one.
+    fast_head_chunks_trained: float = 3.0
+    fast_head_chunks_frozen: float = 2.0
     dropout_mask_bytes_cuda: int = 1  # LoRA dropout keeps a bool mask on GPUs...
     lora_adapter_bytes: int = 4  # PEFT keeps LoRA adapters in fp32 (autocast_adapter_dtype)
 
