@@ -1,4 +1,4 @@
-"""Data layer: read any preference dataset, check every row, hand ORPOTrainer clean
+"""Data layer: read any preference dataset, check every row, hand the ORPO trainer clean
 prompt/chosen/rejected strings.
 
     from orpo_dist.data import prepare_datasets

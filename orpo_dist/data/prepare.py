@@ -11,10 +11,11 @@ from typing import Any, Callable
 
 from ..errors import UserError
 from .formats import CATEGORY_COLUMNS, DESCRIPTION, REQUIRED, column_map, detect_format, to_pair
-from .render import Renderer, measure
+from .render import Renderer
 from .report import STRICT_LIST, BadRow, BadRowError, DataReport, DataUnusable, SplitReport, format_bad_rows
 from .sources import RawSplit, load_splits
 from .split_slices import check_disjoint, parse_split
+from .tokenize import measure
 
 Triple = tuple[str, str, str]
 # A kept row: (prompt, chosen, rejected) rendered, and its category (None without one), which only
@@ -44,6 +45,7 @@ def analyze(
     max_length: int | None,
     splits: list[str] | None = None,
     max_prompt_length: int | None = None,
+    max_completion_length: int | None = None,
 ) -> tuple[dict[str, list[Triple]], DataReport]:
     """Good rows per split, and the report of everything found. `splits`: the splits to read
     (those that exist); None = every split. The format is detected on the training split.
@@ -76,7 +78,7 @@ def analyze(
     good = {}
     for name in chosen_splits:
         good[name], report.splits[name] = _process(raw_splits[name], fmt, cols, renderer, tokenizer, max_length,
-                                                   max_prompt_length)
+                                                   max_prompt_length, max_completion_length)
     report.notes.extend(note for name in chosen_splits for note in raw_splits[name].notes)
     if args.apply_chat_template and not renderer.use_template and tokenizer is not None:
         report.notes.append("the tokenizer has no chat template: rows are rendered as plain text")
@@ -88,7 +90,7 @@ def _dicts(raw: RawSplit) -> list[dict]:
 
 
 def _process(raw: RawSplit, fmt, cols, renderer, tokenizer, max_length,
-             max_prompt_length) -> tuple[list[Row], SplitReport]:
+             max_prompt_length, max_completion_length=None) -> tuple[list[Row], SplitReport]:
     report = SplitReport(raw.name, total=len(raw.rows))
     bad: list[tuple[int, BadRow]] = []
     pending: list[tuple[int, Row]] = []
@@ -102,7 +104,8 @@ def _process(raw: RawSplit, fmt, cols, renderer, tokenizer, max_length,
     good: list[Row] = []
     lengths = None
     if tokenizer is not None:
-        lengths = measure(tokenizer, [t[:3] for _, t in pending], max_length, max_prompt_length)
+        lengths = measure(tokenizer, [t[:3] for _, t in pending], max_length, max_prompt_length,
+                          max_completion_length)
     for k, (index, triple) in enumerate(pending):
         if lengths is not None:
             result = lengths[k]
@@ -122,7 +125,7 @@ def _process(raw: RawSplit, fmt, cols, renderer, tokenizer, max_length,
 
 
 def prepare_datasets(args, tokenizer, max_length: int | None, seed: int, log: Callable[[str], Any] = print,
-                     max_prompt_length: int | None = None) -> PreparedData:
+                     max_prompt_length: int | None = None, max_completion_length: int | None = None) -> PreparedData:
     """Load `args.dataset_name`, keep the rows ORPO can train on, and return train/eval Datasets of
     prompt/chosen/rejected strings. Bad rows are dropped with one line per split on `log`, or
     refused with `args.dataset_strict`. Raises UserError for anything the user must fix.
@@ -136,7 +139,8 @@ def prepare_datasets(args, tokenizer, max_length: int | None, seed: int, log: Ca
         )
     train_name, test_name = args.dataset_train_split, args.dataset_test_split or None
     wanted = [train_name] + ([test_name] if test_name and test_name != train_name else [])
-    good, report = analyze(args, tokenizer, max_length, splits=wanted, max_prompt_length=max_prompt_length)
+    good, report = analyze(args, tokenizer, max_length, splits=wanted, max_prompt_length=max_prompt_length,
+                           max_completion_length=max_completion_length)
     source = report.source
     hint = check_command(args, max_length, max_prompt_length)
     log(f"data: {source}: format {DESCRIPTION[report.format]}, rendered as {report.rendering}")

@@ -60,7 +60,7 @@ class SplitReport:
     name: str
     total: int = 0
     bad: list[BadRow] = field(default_factory=list)
-    # Token counts of the good rows as ORPOTrainer.tokenize_row will see them (empty without tokenizer).
+    # Token counts of the good rows as training tokenizes them (data/tokenize.py) (empty without tokenizer).
     prompt_tokens: list[int] = field(default_factory=list)
     chosen_tokens: list[int] = field(default_factory=list)
     rejected_tokens: list[int] = field(default_factory=list)

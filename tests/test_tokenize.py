@@ -1,6 +1,7 @@
-"""OrpoDistTrainer's tokenisation: TRL's own without max_prompt_length; with it, a prompt too long
-for its row keeps its last tokens (and its BOS) and the row trains instead of being dropped. The
-data layer's counts (`orpo-dist data check`) are the trainer's."""
+"""The one tokenization (orpo_dist/data/tokenize.py): TRL's own tokenize_row without
+max_prompt_length; with it, a prompt too long for its row keeps its last tokens (and its BOS) and
+the row trains instead of being dropped. The data layer's counts (`orpo-dist data check`) are the
+trainer's."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import json
 import pytest
 
 from orpo_dist.data import prepare_datasets
-from orpo_dist.orpo_trainer import OrpoDistTrainer
+from orpo_dist.data.report import BadRowError
+from orpo_dist.data.tokenize import tokenize_pair
 from orpo_dist.recipe import DataArguments
 
 LONG_PROMPT = "Here is some background you should read first. " * 40 + "Now, is the sky blue?"
@@ -29,11 +31,24 @@ def accelerate_state():
     PartialState(cpu=True)  # TRL's tokenize_row warns about prompts that fill max_length through accelerate
 
 
+class Ours:
+    """tokenize_pair with a trainer's settings; a refused row tokenizes to None."""
+
+    def __init__(self, tokenizer, max_length, max_prompt_length=None):
+        self.tokenizer, self.max_length, self.max_prompt_length = tokenizer, max_length, max_prompt_length
+
+    def tokenize_row(self, row):
+        try:
+            return tokenize_pair(self.tokenizer, row["prompt"], row["chosen"], row["rejected"], self.max_length,
+                                 self.max_prompt_length)
+        except BadRowError:
+            return None
+
+
 def bare(cls, tokenizer, max_length, max_prompt_length=None):
-    """A trainer that can tokenize rows without a model: tokenize_row needs only these attributes."""
+    """TRL's trainer able to tokenize rows without a model: tokenize_row needs only these attributes."""
     trainer = cls.__new__(cls)
     trainer.is_encoder_decoder, trainer.processing_class, trainer.max_length = False, tokenizer, max_length
-    trainer.max_prompt_length = max_prompt_length
     return trainer
 
 
@@ -54,14 +69,23 @@ def prepare(tmp_path, tokenizer, rows, max_length, max_prompt_length=None, templ
     return prepare_datasets(args, tokenizer, max_length, 0, log=lambda _: None, max_prompt_length=max_prompt_length)
 
 
-def test_without_max_prompt_length_every_row_is_trls(demo_tokenizer):
-    ours = bare(OrpoDistTrainer, demo_tokenizer, 128)
+def test_without_max_prompt_length_every_row_is_trls_or_refused(demo_tokenizer):
+    """TRL's tokens for every row TRL leaves an answer to learn; the row TRL would train on an empty
+    answer (its prompt fills max_length: a NaN loss) is refused."""
+    ours = Ours(demo_tokenizer, 128)
+    refused = 0
     for row in ROWS:
-        assert ours.tokenize_row(row) == trl_row(demo_tokenizer, row, 128)
+        trl = trl_row(demo_tokenizer, row, 128)
+        if all(label == -100 for label in trl["chosen_labels"]):
+            assert ours.tokenize_row(row) is None
+            refused += 1
+        else:
+            assert ours.tokenize_row(row) == trl
+    assert refused == 2  # the long prompt and the long unicode one
 
 
 def test_rows_whose_prompt_is_not_cut_are_trls(demo_tokenizer):
-    ours = bare(OrpoDistTrainer, demo_tokenizer, 128, max_prompt_length=64)
+    ours = Ours(demo_tokenizer, 128, max_prompt_length=64)
     for row in ROWS[:2] + ROWS[3:4]:  # they fit, or only their answers are too long
         assert ours.tokenize_row(row) == trl_row(demo_tokenizer, row, 128)
 
@@ -74,8 +98,8 @@ def test_a_long_prompt_keeps_its_last_tokens_and_trains(tmp_path, demo_tokenizer
     row = kept.train[0]  # the rendered strings the trainer gets
     assert kept.report.splits["train"].prompts_cut == 1 and not kept.report.bad_rows
 
-    full = bare(OrpoDistTrainer, demo_tokenizer, 10**6).tokenize_row(row)  # nothing cut: TRL's tokens
-    cut = bare(OrpoDistTrainer, demo_tokenizer, max_length, limit).tokenize_row(row)
+    full = Ours(demo_tokenizer, 10**6).tokenize_row(row)  # nothing cut: TRL's tokens
+    cut = Ours(demo_tokenizer, max_length, limit).tokenize_row(row)
     for side in ("chosen", "rejected"):
         prompt, answer = full[f"{side}_input_ids"][:prompt_side(full, side)], \
             full[f"{side}_input_ids"][prompt_side(full, side):]
@@ -98,8 +122,8 @@ def test_data_check_counts_what_the_trainer_cuts(tmp_path, demo_tokenizer, templ
     data = prepare(tmp_path, demo_tokenizer, ROWS, max_length, limit, template)
     split = data.report.splits["train"]
     assert split.good == len(ROWS) and not data.report.bad_rows
-    trainer, untouched = bare(OrpoDistTrainer, demo_tokenizer, max_length, limit), \
-        bare(OrpoDistTrainer, demo_tokenizer, 10**6)
+    trainer, untouched = Ours(demo_tokenizer, max_length, limit), \
+        Ours(demo_tokenizer, 10**6)
     cut_rows = 0
     for row, prompt_len, chosen_len in zip(data.train, split.prompt_tokens, split.chosen_tokens):
         out = trainer.tokenize_row(row)
