@@ -66,7 +66,7 @@ def saved_bytes_by_kind(trainer, batch) -> tuple[dict[str, int], int]:
 
     try:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            outputs = trainer.concatenated_forward(model, batch)
+            outputs = trainer.policy_output(model, batch)
     finally:
         for h in hooks:
             h.remove()
@@ -79,7 +79,7 @@ def main(argv: list[str]) -> int:
     trainers, batch, training, _ = build(argv, ("fast",))
     trainer = trainers["fast"]
     by_kind, layers = saved_bytes_by_kind(trainer, batch)
-    packed = trainer.last_packed
+    packed = trainer.forward.last_packed
     rows, width = packed.input_ids.shape
     padding = 1 - packed.unique_tokens / packed.input_ids.numel()
     total = sum(by_kind.values())

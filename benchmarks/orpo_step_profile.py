@@ -1,10 +1,11 @@
-"""Where one ORPO step's time goes, stock (TRL) against fast, on the same batch.
+"""Where one ORPO step's time goes, stock (the padded forward, TRL's algorithm) against fast, on the same batch.
 
     .venv/bin/python benchmarks/orpo_step_profile.py --dataset_name ../shared/data/hh-rlhf-harmless-base/test.jsonl.gz \
         --per_device_train_batch_size 8 --max_length 1024 --use_peft false
 
-`--arm fast` (or stock) profiles one step only, when both models and the profiler's records do
-not fit in memory together (batch 8 at max_length 1024 on 24 GiB).
+`--arm fast` (or stock, or trl: TRL's experimental ORPOTrainer, the reference) profiles one step
+only, when both models and the profiler's records do not fit in memory together (batch 8 at
+max_length 1024 on 24 GiB).
 
 Runs one recipe (default: the demo's) in one process with both steps on copies of one model and
 the same batch, one warm-up step each, then one profiled step each (torch.profiler, CPU self
@@ -71,15 +72,17 @@ def profile_step(trainer, batch, vocab: int) -> tuple[dict[str, float], float, f
 
 def build(argv: list[str], arms=("stock", "fast")):
     """(trainers by arm, one collated batch, training args, vocab size) for a recipe's overrides:
-    both steps on copies of one model. Shared with benchmarks/activation_memory.py."""
+    the arms' steps on copies of one model. Arms: stock and fast (orpo-dist's trainer with each
+    forward) and trl (TRL's experimental ORPOTrainer, the reference). Shared with
+    benchmarks/activation_memory.py and benchmarks/stock_vs_trl.py."""
+    import dataclasses
+
     from datasets import Dataset  # noqa: F401  (loads before TRL's lazy imports)
-    from trl.experimental.orpo import ORPOTrainer
 
     from orpo_dist.data import prepare_datasets
     from orpo_dist.demo import DEMO_RECIPE
     from orpo_dist.model import load_model, load_tokenizer, peft_config
-    from orpo_dist.orpo_step import fast_step_kwargs
-    from orpo_dist.orpo_step.trainer import FastOrpoTrainer
+    from orpo_dist.orpo import OrpoTrainer
     from orpo_dist.recipe import parse
 
     recipe = parse(["--output_dir", "/tmp/orpo-profile", "--report_to", "none", *argv], defaults=DEMO_RECIPE)
@@ -88,13 +91,19 @@ def build(argv: list[str], arms=("stock", "fast")):
     data = prepare_datasets(recipe.data, tokenizer, training.max_length, training.seed, log=lambda m: None)
     model = load_model(recipe.model, training)
     lora = peft_config(model, recipe.model)
-    builders = {
-        "stock": lambda: ORPOTrainer(model=copy.deepcopy(model), args=training, train_dataset=data.train,
-                                     processing_class=tokenizer, peft_config=lora),
-        "fast": lambda: FastOrpoTrainer(model=copy.deepcopy(model), args=training, train_dataset=data.train,
-                                        processing_class=tokenizer, peft_config=lora,
-                                        **fast_step_kwargs(training)),
-    }
+    def ours(step):
+        return OrpoTrainer(model=copy.deepcopy(model), args=dataclasses.replace(training, orpo_step=step),
+                           train_dataset=data.train, processing_class=tokenizer, peft_config=lora)
+
+    def trl():
+        from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+        names = {f.name for f in dataclasses.fields(ORPOConfig) if f.init} - {"logging_dir"}
+        args = ORPOConfig(**{n: getattr(training, n) for n in names if hasattr(training, n)})
+        return ORPOTrainer(model=copy.deepcopy(model), args=args, train_dataset=data.train,
+                           processing_class=tokenizer, peft_config=lora)
+
+    builders = {"stock": lambda: ours("stock"), "fast": lambda: ours("fast"), "trl": trl}
     trainers = {arm: builders[arm]() for arm in arms}
     del model
     first = next(iter(trainers.values()))
@@ -128,7 +137,7 @@ def main(argv: list[str]) -> int:
     print(f"loss: stock {results['stock'][2]:.6f}, fast {results['fast'][2]:.6f}")
     if "fast" not in trainers:
         return 0
-    packed = trainers["fast"].last_packed
+    packed = trainers["fast"].forward.last_packed
     stock_tokens = batch["chosen_input_ids"].numel() + batch["rejected_input_ids"].numel()
     print(f"tokens through the model: stock {stock_tokens}, fast {packed.input_ids.numel()} "
           f"({packed.input_ids.shape[0]} rows x {packed.input_ids.shape[1]}), unique {packed.unique_tokens}; "

@@ -77,7 +77,7 @@ tags: [orpo, trl, orpo-dist]
 # {output_dir.name}
 
 ORPO ({method}) of `{m.model_name_or_path}` on `{d.dataset_name}`, trained with
-[orpo-dist](https://pypi.org/project/orpo-dist/) over TRL's ORPOTrainer.
+[orpo-dist](https://pypi.org/project/orpo-dist/)'s own ORPO trainer.
 
 - beta {t.beta}, learning rate {t.learning_rate}, {t.num_train_epochs} epoch(s), max_steps {t.max_steps}
 - per-device batch {t.per_device_train_batch_size} x gradient accumulation {t.gradient_accumulation_steps}

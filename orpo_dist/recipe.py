@@ -1,8 +1,9 @@
 """A recipe = the three argument groups of TRL's ORPO example script, parsed by TRL's own parser.
 
-`DataArguments`, `OrpoDistConfig` and `ModelArguments` extend TRL's `ScriptArguments`, `ORPOConfig`
-and `ModelConfig` with a few fields, so a YAML recipe written for TRL's ORPO example runs unchanged,
-every ORPOConfig / TrainingArguments field works from YAML, and CLI flags override the YAML.
+`DataArguments`, `OrpoDistConfig` and `ModelArguments` extend TRL's `ScriptArguments`, orpo-dist's
+`OrpoConfig` (TRL's ORPOConfig fields and defaults, orpo/config.py) and TRL's `ModelConfig` with a
+few fields, so a YAML recipe written for TRL's ORPO example runs unchanged, every ORPO /
+TrainingArguments field works from YAML, and CLI flags override the YAML.
 Recipes written for older TRL or for alignment-handbook are read too: renamed fields under their
 new names (recipe_compat.py), `max_prompt_length` and `chat_template` as real fields.
 """
@@ -22,18 +23,15 @@ from typing import Any, NamedTuple
 import yaml
 
 from .errors import UserError
+from .orpo.config import OrpoConfig
 from .recipe_checks import (
     REPORT_TO_AUTO, check_data_values, check_lora_values, check_output_dir, check_training_values,
     read_chat_template, resolve_report_to,
 )
-from .model_rules import CHECKPOINT_POLICIES, DEFAULT_CHECKPOINT_POLICY, DEFAULT_LOGITS_BUDGET_MB
 from .recipe_compat import HINTS, upgrade, upgrade_argv
 from .recipe_files import load_yaml, resolve
 
-os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-
-from trl import ModelConfig, ScriptArguments, TrlParser  # noqa: E402
-from trl.experimental.orpo import ORPOConfig  # noqa: E402
+from trl import ModelConfig, ScriptArguments, TrlParser  # noqa: E402 - TRL's stable parts: the parser, two argument groups
 
 
 @dataclass
@@ -125,52 +123,13 @@ class ModelArguments(ModelConfig):
 
 
 @dataclass
-class OrpoDistConfig(ORPOConfig):
-    """ORPOConfig whose precision and device follow the hardware unless the recipe says otherwise."""
+class OrpoDistConfig(OrpoConfig):
+    """OrpoConfig whose precision and device follow the hardware unless the recipe says otherwise."""
 
     resume: bool = field(
         default=False,
         metadata={"help": "Continue from the last checkpoint in output_dir (start fresh if there is none)."},
     )
-    max_prompt_length: int | None = field(
-        default=None,
-        metadata={
-            "help": "TRL 0.x's field: when prompt + longer answer exceed max_length, keep the prompt's last "
-            "max_prompt_length tokens (the turns nearest the answer) and train the row. Unset: such a row "
-            "is dropped if its prompt alone fills max_length."
-        },
-    )
-    orpo_step: str = field(
-        default="auto",
-        metadata={
-            "help": "ORPO step: auto (orpo-dist's fast step wherever it is exact for the model, else TRL's, "
-            "with a notice), fast (refuse models it cannot run) or stock (TRL's ORPOTrainer step).",
-            "choices": ["auto", "fast", "stock"],
-        },
-    )
-    completion_only_nll: bool = field(
-        default=False,
-        metadata={"help": "NLL term over the chosen answer only (TRL's step: prompt and answer). Fast step only."},
-    )
-    orpo_chunk_size: int = field(
-        default=1024,
-        metadata={"help": "Fast step: positions per chunk of the vocabulary projection (memory: chunk x vocab floats)."},
-    )
-    orpo_activation_checkpointing: str = field(
-        default=DEFAULT_CHECKPOINT_POLICY,
-        metadata={
-            "help": "Fast step: what of each layer is recomputed in the backward instead of kept: norms, mlp-act "
-            "(the MLP's activation), mlp (the whole MLP: two matrix products more per position), combined with +, "
-            "or none. gradient_checkpointing (whole layers) takes precedence.",
-            "choices": list(CHECKPOINT_POLICIES),
-        },
-    )
-    orpo_logits_budget_mb: int = field(
-        default=DEFAULT_LOGITS_BUDGET_MB,
-        metadata={"help": "Fast step: MiB of fp32 head logits a micro-batch may keep for the backward (one matrix "
-                  "product less per target); above it they are recomputed chunk by chunk. 0: always recompute."},
-    )
-
     report_to: None | str | list[str] = field(
         default=REPORT_TO_AUTO,
         metadata={"help": "Loggers, as the Trainer's report_to (tensorboard, wandb, mlflow, ... or none). "
@@ -190,7 +149,7 @@ class OrpoDistConfig(ORPOConfig):
             # Expert escape hatch (and the tests' way to reproduce the unsynchronised-DDP trap).
             return super().__post_init__()
         if self.bf16 is None and not self.fp16:
-            # ORPOConfig defaults bf16 to True, which raises on a CPU: choose by hardware instead.
+            # TRL's rule (bf16 unless fp16) raises on a CPU: choose by hardware instead.
             self.bf16 = bool(has_cuda and torch.cuda.is_bf16_supported())
         if self.bf16 and not has_cuda:
             raise UserError(
@@ -279,7 +238,7 @@ def check_keys(config: dict[str, Any], source: str) -> None:
             hints.append(f"{key!r}" + (f" ({hint})" if hint else ""))
         raise UserError(
             f"{source}: unknown recipe field(s) {', '.join(hints)}.\n"
-            "  Fields are those of TRL's ORPOConfig/TrainingArguments, ModelConfig and ScriptArguments "
+            "  Fields are those of TRL's ORPOConfig (orpo-dist's OrpoConfig)/TrainingArguments, ModelConfig and ScriptArguments "
             "(see `orpo-dist train --help`)."
         )
 

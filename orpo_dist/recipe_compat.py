@@ -7,7 +7,7 @@ fields other tools have that orpo-dist has no counterpart for). No heavy imports
 the launchers use it too.
 
 Not here because they are real fields, not renames: max_prompt_length (TRL 0.x's, implemented by
-orpo_dist.orpo_trainer) and chat_template (alignment-handbook's, a ModelArguments field).
+orpo_dist.data.truncation) and chat_template (alignment-handbook's, a ModelArguments field).
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from .atomic import disk_full, publish_folder_contents  # noqa: E402
@@ -94,7 +93,9 @@ def run(recipe: Recipe, extra_callbacks=(), on_trainer=None, save_model: bool = 
     from .callbacks import MetricsJsonl, StopOnNonFiniteLoss, StopOnRequest
     from .data import prepare_datasets
     from .model import check_lora_targets, load_model, load_tokenizer, peft_config
-    from .orpo_step import trainer_class
+    from .orpo.forward import causal_lm
+    from .orpo.select import choose_forward
+    from .orpo.trainer import OrpoTrainer
     from .outputs import write_jsonl, write_model_card, write_run_info
     from .report.training import draw_training_plots, plots_markdown
 
@@ -108,16 +109,18 @@ def run(recipe: Recipe, extra_callbacks=(), on_trainer=None, save_model: bool = 
 
     tokenizer = load_tokenizer(recipe.model, training)
     data = prepare_datasets(recipe.data, tokenizer, training.max_length, training.seed, log=log,
-                            max_prompt_length=training.max_prompt_length)
+                            max_prompt_length=training.max_prompt_length,
+                            max_completion_length=training.max_completion_length)
     if data.eval is None and training.eval_strategy != "no":
         log("no held-out rows (eval_split_size is 0 and the data has no test split): evaluation is off")
         training.eval_strategy = "no"
 
     model = load_model(recipe.model, training)
     guard, stop = StopOnNonFiniteLoss(), StopOnRequest(out)
-    trainer_cls, step_kwargs = trainer_class(training, model, log=log,
-                                             requested_attention=recipe.model.attn_implementation)
-    trainer = trainer_cls(
+    pad = training.padding_value if training.padding_value is not None else tokenizer.pad_token_id
+    forward = choose_forward(training, causal_lm(model), pad, log=log,
+                             switch_attention=recipe.model.attn_implementation is None)
+    trainer = OrpoTrainer(
         model=model,
         args=training,
         train_dataset=data.train,
@@ -125,7 +128,7 @@ def run(recipe: Recipe, extra_callbacks=(), on_trainer=None, save_model: bool = 
         processing_class=tokenizer,
         peft_config=peft_config(model, recipe.model),
         callbacks=[MetricsJsonl(out, resume_step), guard, stop, *extra_callbacks],
-        **step_kwargs,
+        forward=forward,
     )
     if on_trainer is not None:
         on_trainer(trainer)
@@ -144,7 +147,7 @@ def run(recipe: Recipe, extra_callbacks=(), on_trainer=None, save_model: bool = 
         f"{world} process(es) x batch {training.per_device_train_batch_size} x accumulation "
         f"{training.gradient_accumulation_steps} = global batch "
         f"{world * training.per_device_train_batch_size * training.gradient_accumulation_steps}; "
-        f"{'fast' if step_kwargs else 'stock TRL'} ORPO step"
+        f"{trainer.forward.name} ORPO step"
         + (f"; resuming from {checkpoint}" if checkpoint else "")
     )
 

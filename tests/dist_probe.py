@@ -4,7 +4,9 @@ Started by `accelerate launch` exactly as `-m orpo_dist.train` would be (same co
 same recipe), it runs orpo_dist.train.run and, per rank, writes PROBE_DIR/rank{R}.json with:
 what each micro-batch held, a checksum of every full parameter after training, how much of each
 parameter this rank stores locally (ZeRO-3 shards), and the logits of a fixed input.
-Env: PROBE_DIR (required), PROBE_CRASH_AT (optional step after which the process dies).
+Env: PROBE_DIR (required), PROBE_CRASH_AT (optional step after which the process dies),
+PROBE_REFERENCE=trl (train with TRL's experimental ORPOTrainer instead: the reference the tests
+compare orpo-dist's trainer with under DDP and ZeRO-3; everything else in the run is the same).
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
-from trl.experimental.orpo import ORPOTrainer
 
+import orpo_dist.orpo.trainer
 from orpo_dist.recipe import parse
 from orpo_dist.train import run
 
@@ -26,16 +28,37 @@ PROBE_INPUT = [[1, 42, 314, 2718, 28, 99, 7]]
 micro_batches: list[list[str]] = []
 trainer_class: list[str] = []
 
-_compute_loss = ORPOTrainer.compute_loss
+
+def _recording(compute_loss):
+    def recording_compute_loss(self, model, inputs, *args, **kwargs):
+        rows = inputs["chosen_input_ids"]
+        micro_batches.append([hashlib.sha1(bytes(str(r.tolist()), "utf8")).hexdigest()[:12] for r in rows])
+        return compute_loss(self, model, inputs, *args, **kwargs)
+    return recording_compute_loss
 
 
-def _recording_compute_loss(self, model, inputs, *args, **kwargs):
-    rows = inputs["chosen_input_ids"]
-    micro_batches.append([hashlib.sha1(bytes(str(r.tolist()), "utf8")).hexdigest()[:12] for r in rows])
-    return _compute_loss(self, model, inputs, *args, **kwargs)
+def trl_reference():
+    """TRL's ORPOTrainer taking the arguments train.run gives orpo-dist's trainer."""
+    import types
+
+    from trl.experimental.orpo import ORPOTrainer
+
+    class TrlReference(ORPOTrainer):
+        def __init__(self, *args, forward=None, notice=None, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.forward = types.SimpleNamespace(name="trl")
+
+        def create_model_card(self, *args, **kwargs):
+            return None
+
+    TrlReference.compute_loss = _recording(ORPOTrainer.compute_loss)
+    return TrlReference
 
 
-ORPOTrainer.compute_loss = _recording_compute_loss
+if os.environ.get("PROBE_REFERENCE") == "trl":
+    orpo_dist.orpo.trainer.OrpoTrainer = trl_reference()
+else:
+    orpo_dist.orpo.trainer.OrpoTrainer.compute_loss = _recording(orpo_dist.orpo.trainer.OrpoTrainer.compute_loss)
 
 
 def _full_parameters(model):
@@ -74,6 +97,7 @@ class Probe(TrainerCallback):
             "global_step": state.global_step,
             "micro_batches": micro_batches,
             "trainer": trainer_class[0] if trainer_class else None,
+            "trl_experimental": sorted(m for m in sys.modules if m.startswith("trl.experimental")),
             "checksums": checksums,
             "shards": shards,
             "logits": logits,
@@ -85,4 +109,4 @@ class Probe(TrainerCallback):
 if __name__ == "__main__":
     crash = os.environ.get("PROBE_CRASH_AT")
     run(parse(sys.argv[1:]), extra_callbacks=[Probe(Path(os.environ["PROBE_DIR"]), int(crash) if crash else None)],
-        on_trainer=lambda trainer: trainer_class.append(type(trainer).__name__))
+        on_trainer=lambda trainer: trainer_class.append(trainer.forward.name))

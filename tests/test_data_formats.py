@@ -324,7 +324,7 @@ def test_main_process_log(monkeypatch, capsys):
 
 
 def _tokenize_all(dataset, tokenizer, max_length):
-    """Run TRL's own ORPOTrainer.tokenize_row on every row (without building a model)."""
+    """Run TRL's own ORPOTrainer.tokenize_row, the reference, on every row (without building a model)."""
     from trl.experimental.orpo import ORPOTrainer
 
     shim = types.SimpleNamespace(is_encoder_decoder=False, processing_class=tokenizer, max_length=max_length)
@@ -375,9 +375,10 @@ def test_demo_alias_reads_the_bundled_folder(tmp_path, monkeypatch):
 
 
 def test_a_real_orpo_trainer_trains_on_prepared_hh_rows(tmp_path, tiny_model_dir, demo_tokenizer):
-    """End to end on the trainer itself: bad rows mixed in, nothing reaches TRL that it rejects."""
+    """End to end on the trainer itself: bad rows mixed in, nothing reaches it that it rejects."""
     from transformers import AutoModelForCausalLM
-    from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+    from orpo_dist.orpo import OrpoConfig, OrpoTrainer
 
     bad_rows = [
         {"chosen": HH_ROW["chosen"], "rejected": "\n\nHuman: Other?\n\nAssistant: x"},
@@ -388,10 +389,10 @@ def test_a_real_orpo_trainer_trains_on_prepared_hh_rows(tmp_path, tiny_model_dir
     (tmp_path / "hh.jsonl").write_text("\n".join(lines))
     data = prepare(tmp_path / "hh.jsonl", demo_tokenizer, max_length=64, eval_split_size=0.3)
     assert len(data.report.bad_rows) == 3 and len(data.train) == 4 and len(data.eval) == 2
-    config = ORPOConfig(output_dir=str(tmp_path / "out"), max_length=64, per_device_train_batch_size=2,
+    config = OrpoConfig(output_dir=str(tmp_path / "out"), max_length=64, per_device_train_batch_size=2,
                         max_steps=1, bf16=False, use_cpu=True, report_to="none", save_strategy="no")
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    trainer = ORPOTrainer(model=model, args=config, train_dataset=data.train, eval_dataset=data.eval,
+    trainer = OrpoTrainer(model=model, args=config, train_dataset=data.train, eval_dataset=data.eval,
                           processing_class=demo_tokenizer)
     trainer.train()
     assert trainer.evaluate()["eval_loss"] > 0

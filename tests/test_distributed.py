@@ -89,7 +89,8 @@ def test_ddp_ranks_stay_identical_and_split_the_global_batch(tmp_path, tiny_mode
                    "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "2")
     # global batch = 4 per device x 2 ranks x 2 accumulation = 16: one epoch of 96 pairs is 6 steps.
     assert_ranks_synchronised(ranks, steps=ROWS // 16, accumulation=2)
-    assert ranks[0]["trainer"] == ranks[1]["trainer"] == "FastOrpoTrainer"  # the default step
+    assert ranks[0]["trainer"] == ranks[1]["trainer"] == "fast"  # the default step
+    assert ranks[0]["trl_experimental"] == ranks[1]["trl_experimental"] == []  # ORPO is orpo-dist's own
     seen = {h for r in ranks.values() for b in r["micro_batches"] for h in b}
     assert len(seen) == ROWS  # together they saw every pair once
     assert losses(tmp_path / "ddp")[-1] < losses(tmp_path / "ddp")[0]
@@ -134,28 +135,59 @@ def test_zero3_partitions_every_parameter(zero3_run):
 
 @pytest.fixture(scope="module")
 def stock_single_run(tmp_path_factory, tiny_model_dir, pairs):
-    """One process, TRL's stock step, global batch 8: the reference trajectory."""
+    """One process, the stock step, global batch 8: the reference trajectory."""
     out = tmp_path_factory.mktemp("stock-single") / "run"
     ranks = launch("single", 1, out, tiny_model_dir, pairs, "--max_steps", "6", "--save_strategy", "no",
                    "--per_device_train_batch_size", "8", "--orpo_step", "stock")
-    assert ranks[0]["trainer"] == "OrpoDistTrainer"  # TRL's step (plus max_prompt_length)
+    assert ranks[0]["trainer"] == "stock"  # the padded forward, TRL's algorithm
     return out
 
 
-def test_ddp_fast_step_matches_one_stock_process(tmp_path, tiny_model_dir, pairs, stock_single_run):
-    out = tmp_path / "ddp-fast"
-    ranks = launch("ddp", 2, out, tiny_model_dir, pairs, "--max_steps", "6", "--save_strategy", "no",
-                   "--per_device_train_batch_size", "4")
-    assert ranks[0]["trainer"] == "FastOrpoTrainer" and ranks[0]["checksums"] == ranks[1]["checksums"]
-    # Same tolerance and reason as for ZeRO-3 below: per-rank NLL token averaging.
+# Every figure orpo-dist and TRL both log, per step: the same runs under the same launcher.
+FIGURES = ("loss", "grad_norm", "nll_loss", "log_odds_ratio", "log_odds_chosen", "rewards/chosen", "rewards/rejected",
+           "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected")
+TRL_RTOL = 1e-5
+
+
+def assert_logs_equal_trls(out, reference):
+    ours, trl = train_logs(out), train_logs(reference)
+    assert len(ours) == len(trl) == 6
+    worst = 0.0
+    for a, b in zip(ours, trl, strict=True):
+        for key in FIGURES:
+            assert a[key] == pytest.approx(b[key], rel=TRL_RTOL, abs=1e-6), (a["step"], key, a[key], b[key])
+            worst = max(worst, abs(a[key] - b[key]) / max(abs(b[key]), 1e-6))
+    print(f"{out.name} against TRL's trainer: largest relative difference of a logged figure {worst:.1e}")
+
+
+def test_ddp_fast_step_equals_trls_trainer_and_one_stock_process(tmp_path, tiny_model_dir, pairs, stock_single_run):
+    out, reference = tmp_path / "ddp-fast", tmp_path / "ddp-trl"
+    common = ["--max_steps", "6", "--save_strategy", "no", "--per_device_train_batch_size", "4"]
+    ranks = launch("ddp", 2, out, tiny_model_dir, pairs, *common)
+    assert ranks[0]["trainer"] == "fast" and ranks[0]["checksums"] == ranks[1]["checksums"]
+    trl = launch("ddp", 2, reference, tiny_model_dir, pairs, *common, env={"PROBE_REFERENCE": "trl"})
+    assert trl[0]["trainer"] == "trl" and trl[0]["micro_batches"] == ranks[0]["micro_batches"]
+    assert_logs_equal_trls(out, reference)
+    # Against one process with the same global batch: each rank averages its NLL over its own tokens
+    # before ranks are averaged (TRL's rule too), so 2% per step, as for ZeRO-3 below.
     for a, b in zip(losses(out), losses(stock_single_run), strict=True):
         assert a == pytest.approx(b, rel=0.02)
 
 
-def test_zero3_matches_one_process_with_the_same_global_batch(zero3_run, stock_single_run):
-    """ZeRO-3 over 2 processes with the fast step against 1 process with TRL's stock step."""
+def test_zero3_equals_trls_trainer_under_zero3(zero3_run, tmp_path, tiny_model_dir, pairs):
     out, ranks = zero3_run
-    assert ranks[0]["trainer"] == "FastOrpoTrainer"
+    reference = tmp_path / "zero3-trl"
+    trl = launch("zero3", 2, reference, tiny_model_dir, pairs, "--max_steps", "6", "--save_strategy", "no",
+                 "--per_device_train_batch_size", "4", env={"PROBE_REFERENCE": "trl"})
+    assert trl[0]["trainer"] == "trl" and trl[0]["micro_batches"] == ranks[0]["micro_batches"]
+    assert ranks[0]["trl_experimental"] == []
+    assert_logs_equal_trls(out, reference)
+
+
+def test_zero3_matches_one_process_with_the_same_global_batch(zero3_run, stock_single_run):
+    """ZeRO-3 over 2 processes with the fast step against 1 process with the stock step."""
+    out, ranks = zero3_run
+    assert ranks[0]["trainer"] == "fast"
     single = stock_single_run
     two, one = losses(out), losses(single)
     assert len(two) == len(one) == 6

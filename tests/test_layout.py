@@ -15,12 +15,14 @@ from .helpers import REPO
 
 PACKAGE = REPO / "orpo_dist"
 # Training code the launching layer must not import, directly or through anything it imports.
-TRAINING = ("orpo_dist.callbacks", "orpo_dist.train", "orpo_dist.model", "orpo_dist.orpo_trainer",
+TRAINING = ("orpo_dist.callbacks", "orpo_dist.train", "orpo_dist.model", "orpo_dist.orpo", "orpo_dist.bench_arm",
             "orpo_dist.outputs", "orpo_dist.data", "orpo_dist.eval", "orpo_dist.demo", "orpo_dist.report")
+# ORPO's config is a recipe's training half: the launchers read recipes through it (it imports no trainer).
+RECIPE_LEVEL = ("orpo_dist.orpo", "orpo_dist.orpo.config")
 
 
 def is_training(module: str) -> bool:
-    return any(module == t or module.startswith(t + ".") for t in TRAINING)
+    return module not in RECIPE_LEVEL and any(module == t or module.startswith(t + ".") for t in TRAINING)
 
 
 def module_name(path: Path) -> str:
@@ -128,3 +130,30 @@ def test_readme_layout_section_matches_the_tree():
     assert not (top - mentioned), f"top-level folders the Layout section leaves out: {sorted(top - mentioned)}"
     assert not (inside - mentioned), f"orpo_dist/ folders the Layout section leaves out: {sorted(inside - mentioned)}"
 
+
+
+def _imports_trl_experimental(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+        found += [n for n in names if n == "trl.experimental" or n.startswith("trl.experimental.")]
+    return found
+
+
+def test_no_module_imports_trls_experimental_trainers():
+    """ORPO lives here: TRL's experimental ORPOTrainer is the tests' reference, never the runtime's."""
+    found = {str(p.relative_to(REPO)): m for p in PACKAGE.rglob("*.py") if (m := _imports_trl_experimental(p))}
+    assert not found, found
+    assert _imports_trl_experimental(REPO / "tests" / "orpo_step_cases.py")  # the check sees such an import
+
+
+def test_train_and_eval_never_load_trls_experimental_modules(tmp_path):
+    run = tmp_path / "run"
+    code, modules = loaded_by(tmp_path, "train", "--config", "tiny", "--output_dir", str(run), "--max_steps", "2",
+                              "--save_strategy", "no", "--max_eval_samples", "4")
+    assert code == 0 and "orpo_dist.orpo.trainer" in modules
+    assert not [m for m in modules if m.startswith("trl.experimental")], modules
+    code, modules = loaded_by(tmp_path, "eval", str(run), "--max-pairs", "4", "--no-generate")
+    assert code == 0 and "orpo_dist.eval.scoring" in modules
+    assert not [m for m in modules if m.startswith("trl.experimental")], modules

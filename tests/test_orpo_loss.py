@@ -1,9 +1,9 @@
-"""TRL's ORPO loss, checked against our own implementation of the paper's formula.
+"""orpo-dist's ORPO loss (either forward), checked against the paper's formula computed apart.
 
 Hong et al. 2024: L = L_SFT + beta * L_OR, with L_OR = -log sigmoid(log(odds(y_w) / odds(y_l))),
 odds(y) = P(y|x) / (1 - P(y|x)) and P the length-normalised likelihood exp(mean log-prob of the
-answer tokens). TRL's L_SFT is the token-mean cross entropy over the chosen prompt+answer tokens.
-Here each sequence runs alone (no padding, no batch stacking) in float64.
+answer tokens). L_SFT is the token-mean cross entropy over the chosen prompt+answer tokens (TRL's
+choice). Here each sequence runs alone (no padding, no batch stacking) in float64.
 """
 
 from __future__ import annotations
@@ -52,12 +52,13 @@ def _paper_loss(model, batch, beta):
     return nll + beta * torch.stack(terms).mean(), nll
 
 
+@pytest.mark.parametrize("step", ["stock", "fast"])
 @pytest.mark.parametrize("beta", [0.1, 0.5])
-def test_trl_loss_equals_paper_formula(tiny_model_dir, demo_tokenizer, tmp_path, beta):
+def test_loss_equals_paper_formula(tiny_model_dir, demo_tokenizer, tmp_path, beta, step):
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
-    from trl.experimental.orpo import ORPOTrainer
 
+    from orpo_dist.orpo import OrpoTrainer
     from orpo_dist.recipe import parse
 
     rows = []
@@ -66,21 +67,22 @@ def test_trl_loss_equals_paper_formula(tiny_model_dir, demo_tokenizer, tmp_path,
         _, r = _render(demo_tokenizer, prompt, rejected)
         rows.append({"prompt": p, "chosen": c, "rejected": r})
     recipe = parse(["--model_name_or_path", str(tiny_model_dir), "--dataset_name", "unused",
-                    "--output_dir", str(tmp_path), "--beta", str(beta), "--report_to", "none"])
+                    "--output_dir", str(tmp_path), "--beta", str(beta), "--report_to", "none", "--orpo_step", step])
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     with torch.no_grad():  # a random model gives all answers ~equal odds: make them differ
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
-    trainer = ORPOTrainer(model=model, args=recipe.training, train_dataset=Dataset.from_list(rows),
+    trainer = OrpoTrainer(model=model, args=recipe.training, train_dataset=Dataset.from_list(rows),
                           processing_class=demo_tokenizer)
+    assert trainer.forward.name == step
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(rows))])
     model.eval()
     with torch.no_grad():
-        trl_loss, metrics = trainer.get_batch_loss_metrics(model, batch)
+        loss, metrics = trainer.loss_and_metrics(model, batch)
         reference = copy.deepcopy(model).double()
         ours, nll = _paper_loss(reference, batch, beta)
     assert math.isclose(metrics["nll_loss"], nll.item(), rel_tol=1e-5)
-    assert math.isclose(trl_loss.item(), ours.item(), rel_tol=1e-5), (trl_loss.item(), ours.item())
+    assert math.isclose(loss.item(), ours.item(), rel_tol=1e-5), (loss.item(), ours.item())
     # The odds-ratio term is really in there: with beta it moves the loss by a visible amount.
     assert abs(ours.item() - nll.item()) > 0.01 * beta

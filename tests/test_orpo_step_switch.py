@@ -1,5 +1,5 @@
-"""The switch: fast wherever it is exact, TRL's step one field away, a notice (never a silent
-difference) when a model needs the stock step, and the same metrics in metrics.jsonl."""
+"""The switch: fast wherever it is exact, the stock (padded) step one field away, a notice (never a
+silent difference) when a model needs the stock step, and the same metrics in metrics.jsonl."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from transformers import GPT2Config, LlamaConfig, Qwen2Config
 
 from orpo_dist.errors import UserError
-from orpo_dist.orpo_step.select import use_fast_step
+from orpo_dist.orpo.select import use_fast_step
 from orpo_dist.recipe import parse
 from orpo_dist.train import run
 
@@ -40,13 +40,6 @@ def test_auto_falls_back_with_a_notice(config, words):
         use_fast_step("fast", config)
 
 
-def test_completion_only_nll_needs_the_fast_step():
-    with pytest.raises(UserError, match="completion_only_nll needs the fast step"):
-        use_fast_step("stock", _config(LlamaConfig), completion_only_nll=True)
-    with pytest.raises(UserError, match="cannot run this model"):
-        use_fast_step("auto", _config(GPT2Config), completion_only_nll=True)
-
-
 def test_recipe_field_validates():
     with pytest.raises((UserError, SystemExit)):
         parse(["--config", str(TINY_RECIPE), "--orpo_step", "turbo"])
@@ -58,7 +51,7 @@ def test_same_metrics_and_losses_either_way(tmp_path, capsys):
         out = tmp_path / step
         run(parse(["--config", str(TINY_RECIPE), "--output_dir", str(out), "--max_steps", "4",
                    "--logging_steps", "1", "--save_strategy", "no", "--orpo_step", step]))
-        assert f"{'fast' if step == 'fast' else 'stock TRL'} ORPO step" in capsys.readouterr().out
+        assert f"{step} ORPO step" in capsys.readouterr().out
         logs[step] = train_logs(out)
     fast, stock = logs["fast"], logs["stock"]
     assert len(fast) == len(stock) == 4
@@ -74,7 +67,7 @@ def test_group_by_length_groups_pairs_by_their_real_cost(tmp_path, step):
     unique tokens, the sampler reads them, and a run trains with it."""
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    from orpo_dist.orpo_step.packing import pair_tokens
+    from orpo_dist.orpo.fast.packing import pair_tokens
 
     seen = []
     out = tmp_path / "grouped"

@@ -181,7 +181,7 @@ def test_seed_tutorial_llama3_8b_qlora_fits_16gb_at_about_10gb():
     checkpointing, paged_adamw_8bit: fits a 16 GB GPU and needs about 10 GB."""
     values = _recipe(REPO / "orpo_dist/recipes/llama3-8b-qlora.yaml") | {"per_device_train_batch_size": 1,
                                                                       "gradient_accumulation_steps": 1,
-                                                                      "orpo_step": "stock"}  # TRL's, as measured
+                                                                      "orpo_step": "stock"}  # TRL's algorithm, as measured
     plan, rec = plan_recipe(values, Hardware(gpus_per_node=1, gpu_mem_gib=16))
     assert plan.method == "qlora" and plan.lora_targets == QKVO and plan.workload.optim == "paged_adamw_8bit"
     single = plan.strategy("single")
@@ -226,7 +226,7 @@ def test_activation_model_equals_what_autograd_saves(dtype, method, dropout, pol
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from orpo_dist.orpo_step import checkpointing
+    from orpo_dist.orpo.fast import checkpointing
 
 
     if zero3:
@@ -302,7 +302,7 @@ def test_fast_step_plans_one_logits_chunk_and_a_larger_micro_batch():
 def test_fast_head_peak_equals_the_live_tensors_of_its_forward_and_backward(trained, keep, chunks):
     """The planner's fast-step logits + loss buffers against the most bytes of tensors alive at once
     (counted on every op's outputs, freed when their storage dies) while the real head,
-    orpo_step.head.target_logps, runs forward and backward: equal within 5% once the targets
+    orpo/fast/head.target_logps, runs forward and backward: equal within 5% once the targets
     span several chunks; for one chunk the plan may overcount by about one chunk, never undercount."""
     import types
     import weakref
@@ -310,7 +310,7 @@ def test_fast_head_peak_equals_the_live_tensors_of_its_forward_and_backward(trai
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from orpo_dist.orpo_step.head import target_logps
+    from orpo_dist.orpo.fast.head import target_logps
     from orpo_dist.planner.memory import _logits_bytes, _loss_buffer_bytes
 
     class LiveBytes(TorchDispatchMode):

@@ -68,8 +68,7 @@ def evaluate(target: str | Path, pairs_file: str | None = None, max_pairs: int |
     tokenizer, base_model, trained_model, settings = load(where, base)
     tokenized, empty = tokenize_pairs(tokenizer, rows, settings["max_length"], settings["max_prompt_length"])
     if empty:
-        keep = [i for i in range(len(rows)) if i not in set(empty)]
-        rows, tokenized = [rows[i] for i in keep], [tokenized[i] for i in keep]
+        rows = [row for i, row in enumerate(rows) if i not in set(empty)]
         if not rows:
             raise UserError(f"every pair's prompt fills max_length {settings['max_length']}: nothing to score")
     pad = tokenizer.pad_token_id

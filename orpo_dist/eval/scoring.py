@@ -1,6 +1,6 @@
 """Preference scoring: the mean per-token log-prob of the chosen and the rejected answer of each pair.
 
-Rows are tokenized by the trainer's own rule (orpo_trainer.row_tokenizer: TRL's tokenize_row, then
+Rows are tokenized as training tokenizes them (data/tokenize.py: TRL's rules, then
 max_prompt_length), so held-out figures speak of the same sequences, and the same log-probs, the
 ORPO loss saw. The forward is the fast step's (orpo_step/): one shared-prefix block per pair (the
 prompt runs once), pairs of similar length grouped into micro-batches by a token budget, and the
@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import torch
 
-from ..orpo_step.forward import per_pair_mean, target_hidden
-from ..orpo_step.head import target_logps
-from ..orpo_step.packing import attention_cost, pack_pairs, pair_tokens
+from ..data.report import BadRowError
+from ..data.tokenize import tokenize_pairs as tokenize_rows
+from ..orpo.fast.head import target_logps
+from ..orpo.fast.hidden import per_pair_mean, target_hidden
+from ..orpo.fast.packing import attention_cost, pack_pairs, pair_tokens
 
 SIDES = ("chosen", "rejected")
 TOKEN_BUDGET = 8192  # unique tokens per micro-batch: a few MB of activations per layer for 135M-8B models
@@ -22,14 +24,12 @@ MAX_PAIRS_PER_BATCH = 64
 
 
 def tokenize_pairs(tokenizer, rows: list[dict], max_length: int, max_prompt_length: int | None = None):
-    """TRL-tokenized rows, and the indices of rows left with an empty answer (prompt fills max_length)."""
-    from ..orpo_trainer import row_tokenizer
-
-    tokenize = row_tokenizer(tokenizer, max_length, max_prompt_length)
-    tokenized = [tokenize({"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]}) for r in rows]
-    empty = [i for i, t in enumerate(tokenized)
-             if not any(label != -100 for label in t["chosen_labels"]) or not any(x != -100 for x in t["rejected_labels"])]
-    return tokenized, empty
+    """(tokenized rows, indices of the rows training would refuse): a row whose prompt fills
+    max_length, or whose prompt chosen and rejected tokenize differently, is not scored."""
+    results = tokenize_rows(tokenizer, [(r["prompt"], r["chosen"], r["rejected"]) for r in rows], max_length,
+                            max_prompt_length)
+    skipped = [i for i, r in enumerate(results) if isinstance(r, BadRowError)]
+    return [r.row for r in results if not isinstance(r, BadRowError)], skipped
 
 
 def micro_batches(tokenized: list[dict], token_budget: int = TOKEN_BUDGET,

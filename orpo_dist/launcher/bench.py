@@ -1,4 +1,4 @@
-"""`orpo-dist bench`: TRL's stock ORPO step against orpo-dist's fast step, side by side.
+"""`orpo-dist bench`: the stock ORPO step (TRL's algorithm) against orpo-dist's fast step, side by side.
 
 Both arms are ordinary training runs of the same recipe (same model, data, batch, seed and
 process layout), started once each and kept alive; the benchmark then lets them take one
@@ -25,7 +25,7 @@ from ..errors import UserError
 from .command import STRATEGIES, Layout, build
 
 ARMS = ("stock", "fast")
-ENTRY = ("-m", "orpo_dist.orpo_step.bench_arm")
+ENTRY = ("-m", "orpo_dist.bench_arm")
 
 EPILOG = """examples:
   orpo-dist bench                                  # SmolLM2-135M + LoRA on the bundled demo pairs

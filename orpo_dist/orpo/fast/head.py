@@ -21,7 +21,7 @@ import contextlib
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from ..model_rules import keeps_logits  # the planner asks the same question
+from ...model_rules import keeps_logits  # the planner asks the same question
 
 
 def _chunk_logps(head: torch.nn.Module, hidden: torch.Tensor, tokens: torch.Tensor):

@@ -1,6 +1,6 @@
 """One forward over packed shared-prefix rows, to the final hidden states of the targets only.
 
-Shared by the fast training step (orpo_step/trainer.py) and the held-out scorer (eval/scoring.py),
+Shared by the fast forward (orpo/fast/forward.py) and the held-out scorer (eval/scoring.py),
 so that evaluation measures log-probs exactly the way training computes them, and as cheaply.
 """
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from ..model_rules import CHECKPOINT_POLICIES as POLICIES  # noqa: F401  (one home, shared with the planner)
+from ...model_rules import CHECKPOINT_POLICIES as POLICIES  # noqa: F401  (one home, shared with the planner)
 
 
 def _kinds(policy: str) -> set[str]:
