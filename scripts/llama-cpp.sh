@@ -6,8 +6,13 @@
 # on 2 cores as pip builds it). We build only what the binding loads: the CPU backend and libllama,
 # without the multimodal library (LLAVA_BUILD=OFF) and without llama.cpp's `common` library, which
 # the binding never loads but its CMakeLists forces on (about 1.7 minutes). The wheel is cached
-# outside the repo, per machine type and CPU feature set (GGML_NATIVE builds for this CPU), so
-# later runs install it in seconds. Safe to run again.
+# outside the repo, per machine type and CPU feature set, so later runs install it in seconds.
+# Safe to run again.
+#
+# On x86-64 it is built for AVX2 rather than for this very CPU (GGML_NATIVE): on a VM whose CPU
+# flags list AMX (seen: AMD EPYC with avx512 + amx_int8), a native build takes ggml's AMX path for
+# q8_0 and dies of SIGSEGV in its first matrix product. The GGUF is what is being judged here,
+# not llama.cpp's speed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VERSION=0.3.36
@@ -22,7 +27,12 @@ PY
   exit 0
 fi
 
-cpu=$( (uname -m; grep -m1 -E '^(flags|Features)' /proc/cpuinfo 2>/dev/null) | sha256sum | cut -c1-12)
+if [ "$(uname -m)" = x86_64 ]; then
+  ISA="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+else
+  ISA="-DGGML_NATIVE=ON"
+fi
+cpu=$( (uname -m; echo "$ISA"; grep -m1 -E '^(flags|Features)' /proc/cpuinfo 2>/dev/null) | sha256sum | cut -c1-12)
 CACHE=${ORPO_DIST_CACHE:-$HOME/.cache/orpo-dist}/wheels/llama-cpp-$cpu
 wheel=$(ls "$CACHE"/llama_cpp_python-"$VERSION"-*.whl 2>/dev/null | head -n 1 || true)
 if [ -z "$wheel" ]; then
@@ -39,7 +49,7 @@ if [ -z "$wheel" ]; then
   grep -q 'LLAMA_BUILD_COMMON OFF CACHE BOOL "Build llama.cpp common library" FORCE)' "$src/CMakeLists.txt" \
     || echo "llama-cpp: note: the source no longer forces LLAMA_BUILD_COMMON; building it as shipped"
   mkdir -p "$CACHE"
-  CMAKE_ARGS="-DLLAVA_BUILD=OFF -DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
+  CMAKE_ARGS="-DLLAVA_BUILD=OFF $ISA -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
     CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) pip wheel -q --no-deps -w "$work/wheel" "$src" >"$work/build.log" 2>&1 \
     || { tail -n 30 "$work/build.log"; echo "llama-cpp: the build failed (log above)"; exit 1; }
   mv "$work"/wheel/llama_cpp_python-"$VERSION"-*.whl "$CACHE"/
