@@ -23,12 +23,19 @@ def train_logs(output_dir) -> list[dict]:
     return training_logs(output_dir)
 
 
-def run_cli(*args, timeout=600, env=None) -> subprocess.CompletedProcess:
+def run_cli(*args, timeout=600, env=None, python_flags=()) -> subprocess.CompletedProcess:
+    """`orpo-dist ARGS` in a subprocess; python_flags go to the interpreter (`-X importtime` lists
+    every module the command imports on stderr)."""
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run(
-        [sys.executable, "-m", "orpo_dist", *map(str, args)],
+        [sys.executable, *python_flags, "-m", "orpo_dist", *map(str, args)],
         cwd=REPO, capture_output=True, text=True, timeout=timeout, env=full_env,
     )
+
+
+def imported_modules(stderr: str) -> set[str]:
+    """Modules named by `-X importtime`'s lines on a command's stderr."""
+    return {line.rsplit("|", 1)[1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
 
 
 # Secret-looking values a user has in the environment; no file a run writes may hold one.

@@ -15,7 +15,7 @@ from orpo_dist.eval.probes import Probe, is_refusal, read_probes, refusal_rate
 from orpo_dist.eval.scoring import micro_batches, pair_logps, padded_pair_logps, tokenize_pairs
 from orpo_dist.eval.stats import bootstrap_interval, by_category, category_column, summarise
 
-from .helpers import TINY_RECIPE, run_cli
+from .helpers import TINY_RECIPE, imported_modules, run_cli
 
 ROWS = [
     {"prompt": "Question: 2+2?\nAnswer:", "chosen": " 4, of course.", "rejected": " 5"},
@@ -150,10 +150,15 @@ def test_eval_cli_report_on_a_crafted_set_with_a_known_answer(tmp_path):
 
 def test_eval_cli_defaults_on_a_run(tmp_path):
     out = tmp_path / "run"
-    trained = run_cli("train", "--config", TINY_RECIPE, "--output_dir", out, "--save_strategy", "no")
+    trained = run_cli("train", "--config", TINY_RECIPE, "--output_dir", out, "--save_strategy", "no",
+                      python_flags=("-X", "importtime"))
     assert trained.returncode == 0, trained.stderr[-3000:]
-    result = run_cli("eval", out, "--max-new-tokens", "4")
+    result = run_cli("eval", out, "--max-new-tokens", "4", python_flags=("-X", "importtime"))
     assert result.returncode == 0, result.stderr[-3000:]
+    # ORPO is orpo-dist's own: neither command loads TRL's experimental trainers.
+    for done, used in ((trained, "orpo_dist.orpo.trainer"), (result, "orpo_dist.eval.scoring")):
+        modules = imported_modules(done.stderr)
+        assert used in modules and not [m for m in modules if m.startswith("trl.experimental")]
     report = json.loads((out / "eval.json").read_text())
     assert report["pairs"] == 16 and len(report["generations"]) == 3
     assert "refusal_rate" in report  # the default probes mark the break-in request as harmful

@@ -3,8 +3,9 @@
 A port of huggingface/trl's tests/experimental/test_orpo_trainer.py: every test of its newest
 version on main (2026-07-16, 13 tests) and the five more an open branch added (0c26e90: model
 dtype, evaluation during training, gradient checkpointing, model tags with and without PEFT), 18
-in all, each with its assertions kept. Each runs with `orpo_step: auto` (the fast forward where it
-is exact) and `stock` (the padded forward). What changes, and why:
+in all, each with its assertions kept. Each test that trains runs with `orpo_step: auto` (the fast
+forward where it is exact) and `stock` (the padded forward); the ones that only build a trainer
+run once. What changes, and why:
 
 - Offline: TRL's hub models become tiny models built from a config with the demo model's tokenizer
   (a 2-layer Qwen2; a Llama subclass that ships its own Python code, as TRL's
@@ -133,6 +134,9 @@ def orpo_step(request):
     return request.param
 
 
+ONCE = pytest.mark.parametrize("orpo_step", ["auto"])  # builds a trainer only: the forward does not matter
+
+
 @pytest.fixture
 def suite(tmp_path, tiny_qwen_dir, orpo_step):
     """TRL's setup_method: the model, its tokenizer (pad = eos) and a config maker."""
@@ -152,6 +156,7 @@ def suite(tmp_path, tiny_qwen_dir, orpo_step):
 
 # ---------------------------------------------------------------- TRL's tests
 
+@ONCE
 def test_trust_remote_code(suite, remote_model_dir):
     dataset = zen("standard_preference")["train"]
     tokenizer = AutoTokenizer.from_pretrained(remote_model_dir, trust_remote_code=True)
@@ -210,6 +215,7 @@ def test_orpo_trainer(suite, name, config_name):
             assert not torch.equal(param, new_param)
 
 
+@ONCE
 @pytest.mark.parametrize("eval_dataset_type", ["dataset", "dataset_dict", "none"])
 def test_init_with_eval_dataset(suite, eval_dataset_type):
     train_dataset = zen("standard_preference")["train"]
@@ -325,6 +331,7 @@ def test_train_with_gradient_checkpointing(suite):
         assert not torch.equal(param, new_param), f"Parameter {n} has not changed."
 
 
+@ONCE
 def test_tag_added(suite):
     trainer = OrpoTrainer(model=suite.model_id, args=suite.config(output_dir=suite.tmp_dir, report_to="none"),
                           train_dataset=zen("standard_preference")["train"])
@@ -332,6 +339,7 @@ def test_tag_added(suite):
         assert tag in trainer.model.model_tags
 
 
+@ONCE
 def test_tag_added_peft(suite):
     from peft import LoraConfig
 
