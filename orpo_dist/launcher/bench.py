@@ -129,7 +129,7 @@ def format_table(result: dict) -> str:
             ("s / step", "s_per_step", "{:.2f}"), ("peak GiB / process", "peak_gib", "{:.2f}")]
     if s.get("cuda_peak_gib") and f.get("cuda_peak_gib"):
         rows.append(("peak CUDA GiB / proc.", "cuda_peak_gib", "{:.2f}"))
-    lines = [f"{'':22}{'stock (TRL)':>14}{'fast':>14}{'fast/stock':>12}"]
+    lines = [f"{'':22}{'stock':>14}{'fast':>14}{'fast/stock':>12}"]
     for label, key, fmt in rows:
         a, b = s[key], f[key]
         ratio = f"{b / a:.2f}x" if a and b else "-"
