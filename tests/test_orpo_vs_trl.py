@@ -148,7 +148,6 @@ def test_padding_side_changes_nothing_in_orpo_dist_and_trls_nll_in_trl(tiny_mode
     right, left = collated(stock), collated(stock, padding_side="left")
     assert not torch.equal(right["chosen_input_ids"], left["chosen_input_ids"])
     for ours in (stock, fast):
-        assert_same_step(ours, ours, right)  # deterministic
         r_loss, r_metrics, *_, r_grads = run_step(ours, right)
         l_loss, l_metrics, *_, l_grads = run_step(ours, left)
         assert abs(l_loss.item() - r_loss.item()) <= 1e-5
