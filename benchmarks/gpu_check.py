@@ -2,7 +2,8 @@
 
 On one CUDA GPU, in about 10 minutes: (1) `orpo-dist bench`, stock against fast step in bf16, the
 fast step on FlexAttention (loss equality at bf16 tolerance, pairs/s, peak CUDA memory); (2) one
-QLoRA 4-bit training run of two steps; (3) a ZeRO-3 smoke run (2 processes with 2 GPUs, else 1).
+QLoRA 4-bit training run of two steps; (3) ZeRO-3 and FSDP2 smoke runs of full fine-tuning in bf16
+mixed precision and an FSDP2 QLoRA smoke run (2 processes with 2 GPUs, else 1).
 
 Written for an image we do not control: only the standard library is imported here, the stack is
 probed in the target interpreter, and torch is taken as the image has it (2.11 is tolerated,
@@ -219,14 +220,21 @@ def checks(args, python: str, found: dict) -> list[tuple[str, str, str, float]]:
         rows.append(("QLoRA 4-bit, 2 steps", "pass" if ok else "FAIL", why, secs))
 
     processes = 2 if args.cpu_rehearsal or len(found.get("gpus", [])) >= 2 else 1
-    run = fresh(out / "zero3")
-    ok, why, secs = run_step("zero3", [*cli, "launch", "--strategy", "zero3", "--num-processes", str(processes),
-                                       "--force", model[1], *model[2:], *data, *precision, *common,
-                                       "--use_peft", "false", "--max_steps", "2", "--output_dir", str(run)],
-                             env, out / "zero3.log", args.timeout)
-    if ok:
-        ok, why = train_row(run, 2)
-    rows.append((f"ZeRO-3 smoke, {processes} process(es), 2 steps", "pass" if ok else "FAIL", why, secs))
+    # Full fine-tuning under each sharding engine (on GPUs: bf16 mixed precision, NCCL), and QLoRA
+    # under FSDP2 (the 4-bit storage in the compute dtype, sharded) where bitsandbytes trains.
+    smokes = [("zero3", "ZeRO-3", ["--use_peft", "false"]), ("fsdp2", "FSDP2", ["--use_peft", "false"])]
+    if not args.cpu_rehearsal:
+        smokes.append(("fsdp2", "FSDP2 QLoRA", ["--use_peft", "true", "--load_in_4bit", "true"]))
+    for strategy, label, method in smokes:
+        name = label.lower().replace(" ", "-").replace("-3", "3")
+        run = fresh(out / name)
+        ok, why, secs = run_step(name, [*cli, "launch", "--strategy", strategy, "--num-processes", str(processes),
+                                        "--force", model[1], *model[2:], *data, *precision, *common, *method,
+                                        "--max_steps", "2", "--output_dir", str(run)],
+                                 env, out / f"{name}.log", args.timeout)
+        if ok:
+            ok, why = train_row(run, 2)
+        rows.append((f"{label} smoke, {processes} process(es), 2 steps", "pass" if ok else "FAIL", why, secs))
     return rows
 
 
@@ -251,7 +259,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--batch", type=int, default=8, help="pairs per step in the bench (default 8)")
     p.add_argument("--max_length", type=int, default=1024, help="tokens per sequence in the bench (default 1024)")
     p.add_argument("--out", default="gpu-check", help="folder for logs, runs and table.md (default ./gpu-check)")
-    p.add_argument("--timeout", type=float, default=600, help="seconds each of the three runs may take")
+    p.add_argument("--timeout", type=float, default=600, help="seconds each run may take")
     p.add_argument("--cpu-rehearsal", action="store_true", help="run the same commands on the CPU with the tiny "
                    "recipe (tests the plumbing; measures nothing about GPUs)")
     args = p.parse_args(argv)

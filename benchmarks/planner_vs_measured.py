@@ -1,6 +1,6 @@
 """The planner's predicted peak memory per process vs the peak measured on real CPU runs.
 
-    python benchmarks/planner_vs_measured.py [--steps 4] [--only tiny] [--allocator both|returning|glibc]
+    python benchmarks/planner_vs_measured.py [--steps 4] [--only tiny] [--strategy S] [--allocator both|returning|glibc]
 
 Each run trains a recipe for a few steps through the same command builder as `orpo-dist launch`
 (benchmarks/rank_stats.py records each rank's peak resident memory, VmHWM, and the phase it was
@@ -50,6 +50,10 @@ RUNS = [
     ("smollm2 lora", DEMO, "zero3", 2, []),
     ("tiny full", TINY, "zero3-offload", 2, []),
     ("smollm2 lora", DEMO, "zero3-offload", 2, []),
+    ("tiny full", TINY, "fsdp2", 2, []),
+    ("smollm2 full", DEMO, "fsdp2", 2, SMOL_FULL),
+    ("smollm2 lora", DEMO, "fsdp2", 2, []),
+    ("smollm2 qlora", DEMO, "fsdp2", 2, QLORA),
 ]
 # glibc's threshold fixed at 1 MiB: allocations above it are mmapped and unmapped when freed.
 ALLOCATORS = {"returning": {"MALLOC_MMAP_THRESHOLD_": str(2**20)}, "glibc": {}}
@@ -92,6 +96,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--only", help="run only the rows whose name contains this")
+    parser.add_argument("--strategy", help="run only the rows of this strategy")
     parser.add_argument("--allocator", choices=("both", *ALLOCATORS), default="both")
     args = parser.parse_args()
     allocators = list(ALLOCATORS) if args.allocator == "both" else [args.allocator]
@@ -103,7 +108,7 @@ def main() -> int:
         long_rows(data, words=400)
         print(header, flush=True)
         for i, (name, recipe, strategy, procs, overrides) in enumerate(RUNS):
-            if args.only and args.only not in name:
+            if (args.only and args.only not in name) or (args.strategy and args.strategy != strategy):
                 continue
             predicted = predict(recipe, strategy, procs, overrides)
             line = f"{name:<20}{strategy:<15}{procs:>6}{predicted:>15.2f}"

@@ -8,11 +8,12 @@ machine. Two things must then carry over unchanged:
   per-device batch) is changed to keep it, and the run says so. Accelerate hands process p batch
   p, p+W, ... of one seeded order, so W processes x accumulation A take the same pairs in each
   step as W' x A' when W*A == W'*A';
-- DeepSpeed's ZeRO state, which is sharded per process: DeepSpeed refuses a checkpoint of another
-  world size, so its shards are converted once with DeepSpeed's own universal checkpoint tool
-  (deepspeed.checkpoint.ds_to_universal) and loaded with `checkpoint.load_universal`.
+- the sharded state, as each engine allows (strategies.py): FSDP2's checkpoints are torch DCP
+  shards, which load resharded onto any number of processes as they are; DeepSpeed refuses ZeRO
+  shards of another world size, so they are converted once with DeepSpeed's own universal
+  checkpoint tool (deepspeed.checkpoint.ds_to_universal) and loaded with `checkpoint.load_universal`.
 
-The world size of a checkpoint is recorded in its COMPLETE marker (run_folder.mark_complete).
+The world size and engine of a checkpoint are recorded in its COMPLETE marker (run_folder.mark_complete).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
-from .run_folder import checkpoint_layout
+from .run_folder import DEEPSPEED_TAG_PREFIX, checkpoint_engine, checkpoint_layout
+from .strategies import ENGINES, running_engine, with_engine
 
 UNIVERSAL_SUFFIX = "_universal"
 LATEST_UNIVERSAL = "latest_universal"  # DeepSpeed's name for the tag file of a universal checkpoint
@@ -50,7 +52,7 @@ def deepspeed_tag(checkpoint: Path) -> str | None:
     latest = checkpoint / "latest"
     if latest.is_file():
         return latest.read_text().strip()
-    tags = sorted(p.name for p in checkpoint.glob("global_step*") if not p.name.endswith(UNIVERSAL_SUFFIX))
+    tags = sorted(p.name for p in checkpoint.glob(f"{DEEPSPEED_TAG_PREFIX}*") if not p.name.endswith(UNIVERSAL_SUFFIX))
     return tags[-1] if tags else None
 
 
@@ -60,13 +62,10 @@ def plan_resume(checkpoint: str | Path, training, log) -> Change | None:
     checkpoint = Path(checkpoint)
     saved = checkpoint_layout(checkpoint)
     world = world_size()
+    check_engine(checkpoint, running_engine(training.deepspeed))
     if saved is None or saved["world_size"] == world:
         return None
-    tag = deepspeed_tag(checkpoint)
-    if tag and not uses_deepspeed(training):
-        raise UserError(f"{checkpoint} holds DeepSpeed ZeRO shards from {saved['world_size']} process(es); its "
-                        "optimizer state can only be resumed under DeepSpeed: `orpo-dist launch --strategy "
-                        "zero3 --num-processes N ... --resume` (any N)")
+    tag = deepspeed_tag(checkpoint) if ENGINES[checkpoint_engine(checkpoint)].universal_conversion else None
     global_batch = saved["world_size"] * saved["per_device_train_batch_size"] * saved["gradient_accumulation_steps"]
     batch = training.per_device_train_batch_size
     if global_batch % (world * batch) == 0:
@@ -87,9 +86,15 @@ def plan_resume(checkpoint: str | Path, training, log) -> Change | None:
     return Change(saved["world_size"], world, global_batch, batch, accumulation, bool(tag))
 
 
-def uses_deepspeed(training) -> bool:
-    """DeepSpeed from the recipe's `deepspeed` field, or from `accelerate launch`'s config file."""
-    return bool(training.deepspeed) or os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true")
+def check_engine(checkpoint: Path, engine: str) -> None:
+    """A checkpoint's sharded state loads only on the engine that wrote it: refused in one line
+    (naming the strategies that can resume it) before the Trainer fails on it with a traceback."""
+    saved = checkpoint_engine(checkpoint)
+    if saved is None or saved == engine:
+        return
+    raise UserError(f"{checkpoint} holds {ENGINES[saved].label} state and this run is on {ENGINES[engine].label}: "
+                    f"resume it with a strategy on {ENGINES[saved].label}: `orpo-dist launch --strategy "
+                    f"{'|'.join(with_engine(saved))} --num-processes N ... --resume` (any N)")
 
 
 def refresh_deepspeed_config(training) -> None:

@@ -18,6 +18,7 @@ from .errors import UserError
 from .hub_access import looks_local
 from .model_rules import apply_config_overrides, default_lora_targets, training_method
 from .recipe import ModelArguments, OrpoDistConfig
+from .strategies import FSDP2, running_engine
 
 
 def model_dtype(margs: ModelArguments, training: OrpoDistConfig) -> torch.dtype | str:
@@ -116,6 +117,12 @@ def quantization_config(margs: ModelArguments, dtype):
     # Storage dtype = compute dtype: ZeRO-3 (and FSDP) can only shard the packed 4-bit weights
     # when they are stored in the same float dtype as the rest of the model; harmless otherwise.
     storage = getattr(torch, margs.bnb_4bit_quant_storage) if margs.bnb_4bit_quant_storage else compute
+    if not storage.is_floating_point and running_engine() == FSDP2:
+        # accelerate#3983: FSDP cannot shard integer-stored 4-bit weights; runs on them have
+        # trained to loss 0 / grad_norm nan without an error.
+        raise UserError(f"bnb_4bit_quant_storage {margs.bnb_4bit_quant_storage} cannot be sharded by FSDP2: remove "
+                        f"the field (the storage dtype then follows the compute dtype, {str(compute)[6:]}) or set "
+                        "it to that float dtype")
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=margs.bnb_4bit_quant_type,

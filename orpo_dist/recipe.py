@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import yaml
 
 from .errors import UserError
+from .strategies import DEEPSPEED, FSDP2, running_engine
 from .orpo.config import OrpoConfig
 from .recipe_checks import (
     REPORT_TO_AUTO, check_data_values, check_lora_values, check_output_dir, check_training_values,
@@ -157,8 +158,7 @@ class OrpoDistConfig(OrpoConfig):
                 "  Remove `bf16` from the recipe (it is then chosen by hardware) or pass --bf16 false."
             )
         if not has_cuda:
-            # DeepSpeed comes either from the recipe or from `accelerate launch` with a DeepSpeed config.
-            if self.deepspeed or os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
+            if running_engine(self.deepspeed) == DEEPSPEED:
                 # DeepSpeed's CPU accelerator talks gloo; without this accelerate checks batch sizes
                 # against a world of 1 and fails ("4 != 4 * 1 * 2").
                 self.ddp_backend = self.ddp_backend or "gloo"
@@ -166,21 +166,29 @@ class OrpoDistConfig(OrpoConfig):
                 # Without use_cpu, `accelerate launch --multi_gpu` on a CPU starts ranks that never
                 # synchronise their gradients, silently. With it, DDP runs over gloo.
                 self.use_cpu = True
-                start_cpu_process_group(self.ddp_backend or "gloo", self.ddp_timeout)
+                if start_cpu_process_group(self.ddp_backend or "gloo", self.ddp_timeout):
+                    # The state now says FSDP (cpu_fsdp.py): transformers must keep it, not reset it.
+                    self.accelerator_config = {**(self.accelerator_config or {}), "use_configured_state": True}
         super().__post_init__()
 
 
-def start_cpu_process_group(backend: str, timeout_s: int) -> None:
+def start_cpu_process_group(backend: str, timeout_s: int) -> bool:
     """Start the CPU process group with the recipe's ddp_timeout: transformers passes the timeout
     on every path except use_cpu, where collectives would wait torch's default 30 minutes for a
     rank that is gone or cut off. The state is shared, so the Trainer's own setup reuses it."""
-    if int(os.environ.get("WORLD_SIZE") or 1) < 2:
-        return
+    from .cpu_fsdp import reach_fsdp_on_cpu
+
+    fsdp = running_engine() == FSDP2
+    if int(os.environ.get("WORLD_SIZE") or 1) < 2 and not fsdp:
+        return False
     from datetime import timedelta
 
     from accelerate import PartialState
 
     PartialState(cpu=True, backend=backend, timeout=timedelta(seconds=timeout_s))
+    if fsdp:
+        reach_fsdp_on_cpu()
+    return fsdp
 
 
 class Recipe(NamedTuple):

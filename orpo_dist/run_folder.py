@@ -106,6 +106,26 @@ def checkpoint_layout(checkpoint: str | Path) -> dict | None:
     return {f: data[f] for f in LAYOUT_FIELDS}
 
 
+# What marks a checkpoint's sharded state: DeepSpeed's tag folders (global_stepN) and accelerate's
+# FSDP folders (pytorch_model_fsdp_0/, DCP shards); a plain checkpoint holds the model whole.
+DEEPSPEED_TAG_PREFIX = "global_step"
+FSDP_MODEL_PREFIX = "pytorch_model_fsdp"  # accelerate's FSDP_MODEL_NAME
+
+
+def checkpoint_engine(checkpoint: str | Path) -> str | None:
+    """The engine whose state `checkpoint` holds (strategies.py's engine names), None if not a folder."""
+    from .strategies import DEEPSPEED, FSDP2, PLAIN
+
+    folder = Path(checkpoint)
+    if not folder.is_dir():
+        return None
+    if any(folder.glob(f"{DEEPSPEED_TAG_PREFIX}*")):
+        return DEEPSPEED
+    if any(folder.glob(f"{FSDP_MODEL_PREFIX}*")):
+        return FSDP2
+    return PLAIN
+
+
 def incomplete_reason(checkpoint: str | Path, markers_in_use: bool = True) -> str | None:
     """Why `checkpoint` cannot be resumed from, or None when it can. With markers in use (every
     checkpoint orpo-dist writes), a checkpoint without one was being saved when its run died;

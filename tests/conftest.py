@@ -61,6 +61,14 @@ def tiny_model_dir(tmp_path_factory, demo_model_dir, demo_tokenizer):
 
 
 @pytest.fixture(scope="session")
+def pairs(tmp_path_factory):
+    """96 distinct arithmetic preference pairs for the distributed runs (dist_runs.py)."""
+    from .dist_runs import write_pairs
+
+    return write_pairs(tmp_path_factory.mktemp("pairs") / "pairs.jsonl")
+
+
+@pytest.fixture(scope="session")
 def slurm_cluster() -> dict[str, str]:
     """{"SLURM_CONF": ...} of a running local cluster (started here if `status` says it is not up)."""
     status = subprocess.run(["bash", str(SLURM_CLUSTER), "status"], capture_output=True, text=True, timeout=120)

@@ -85,10 +85,14 @@ class Probe(TrainerCallback):
         rank = int(os.environ.get("RANK", "0"))
         shards = {}
         for name, p in model.named_parameters():
-            if hasattr(p, "ds_numel"):
+            if hasattr(p, "ds_numel"):  # DeepSpeed ZeRO-3
                 shards[name] = [p.ds_tensor.numel(), p.ds_numel]
+            elif hasattr(p, "to_local"):  # FSDP2: a DTensor, this rank's rows of the parameter
+                shards[name] = [p.to_local().numel(), p.numel()]
         with _full_parameters(model):
-            checksums = {name: float(p.detach().double().sum()) for name, p in model.named_parameters()}
+            # FSDP2's DTensors gathered whole (a collective, in the same order on every rank)
+            checksums = {name: float((p.full_tensor() if hasattr(p, "full_tensor") else p).detach().double().sum())
+                         for name, p in model.named_parameters()}
             with torch.no_grad():
                 logits = model(torch.tensor(PROBE_INPUT)).logits[0, -1, :16].tolist()
         record = {
@@ -100,6 +104,8 @@ class Probe(TrainerCallback):
             "trl_experimental": sorted(m for m in sys.modules if m.startswith("trl.experimental")),
             "checksums": checksums,
             "shards": shards,
+            "engine": type(model).__name__ + ("/fsdp2" if any(hasattr(p, "to_local") for p in model.parameters())
+                                              else ""),
             "logits": logits,
         }
         self.out.mkdir(parents=True, exist_ok=True)

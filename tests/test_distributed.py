@@ -7,69 +7,17 @@ the per-process entry point (orpo-dist's trainer plus a probe that dumps what ea
 from __future__ import annotations
 
 import json
-import os
-import random
-import socket
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
-from orpo_dist.launcher.command import Layout, build
-
-from .helpers import REPO, train_logs
+from .dist_runs import (
+    ROWS, TINY, assert_adapter_trained, continue_checkpoint, launch, launch_log, losses, relative_diffs, reloaded_logits,
+)
+from .helpers import train_logs
 
 pytestmark = pytest.mark.slow
-PROBE = REPO / "tests" / "dist_probe.py"
-TINY = REPO / "orpo_dist" / "recipes" / "tiny.yaml"
-ROWS = 96
-
-
-@pytest.fixture(scope="module")
-def pairs(tmp_path_factory):
-    """96 distinct arithmetic preference pairs (chosen right, rejected wrong)."""
-    rng = random.Random(7)
-    seen, rows = set(), []
-    while len(rows) < ROWS:
-        a, b = rng.randint(10, 99), rng.randint(10, 99)
-        if (a, b) in seen:
-            continue
-        seen.add((a, b))
-        rows.append({"prompt": f"What is {a} plus {b}?", "chosen": f"{a} plus {b} is {a + b}.",
-                     "rejected": f"{a} plus {b} is {a + b + rng.randint(1, 9)}."})
-    path = tmp_path_factory.mktemp("pairs") / "pairs.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def launch(strategy, nproc, out, model_dir, pairs, *overrides, env=None, crash_at=None, check=True):
-    """Run the probe under `strategy`; return {rank: probe record}."""
-    probe_dir = Path(str(out) + "-probe")
-    args = ["--model_name_or_path", str(model_dir), "--random_init", "false", "--dataset_name", str(pairs),
-            "--eval_split_size", "0", "--max_train_samples", str(ROWS), "--output_dir", str(out),
-            "--logging_steps", "1", *map(str, overrides)]
-    command = build(strategy, Layout(nproc, main_process_port=free_port()), str(TINY), args, on_gpu=False,
-                    entry=(str(PROBE),))
-    full_env = {**os.environ, **command.env, "PROBE_DIR": str(probe_dir), **(env or {})}
-    if crash_at is not None:
-        full_env["PROBE_CRASH_AT"] = str(crash_at)
-    result = subprocess.run(command.argv, env=full_env, cwd=REPO, capture_output=True, text=True, timeout=900)
-    probe_dir.mkdir(parents=True, exist_ok=True)
-    (probe_dir / "launch.log").write_text(result.stdout + result.stderr)
-    if check:
-        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
-    return {int(p.stem[4:]): json.loads(p.read_text()) for p in probe_dir.glob("rank*.json")}
-
-
-def losses(out):
-    return [r["loss"] for r in train_logs(out)]
 
 
 def assert_ranks_synchronised(ranks, steps, accumulation):
@@ -199,13 +147,8 @@ def test_zero3_matches_one_process_with_the_same_global_batch(zero3_run, stock_s
 
 
 def test_zero3_saved_model_reloads_with_the_same_logits(zero3_run):
-    from transformers import AutoModelForCausalLM
-
     out, ranks = zero3_run
-    model = AutoModelForCausalLM.from_pretrained(out).eval()
-    with torch.no_grad():
-        logits = model(torch.tensor([[1, 42, 314, 2718, 28, 99, 7]])).logits[0, -1, :16]
-    torch.testing.assert_close(logits, torch.tensor(ranks[0]["logits"]), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(reloaded_logits(out), torch.tensor(ranks[0]["logits"]), rtol=1e-5, atol=1e-5)
 
 
 def test_zero2_trains_in_sync(tmp_path, tiny_model_dir, pairs):
@@ -216,46 +159,20 @@ def test_zero2_trains_in_sync(tmp_path, tiny_model_dir, pairs):
 
 
 @pytest.mark.parametrize("quantised", [False, True], ids=["lora", "qlora"])
-def test_adapters_under_zero3_load_and_change_the_model(tmp_path, tiny_model_dir, pairs, quantised):
-    from peft import PeftModel
-    from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM
-
+@pytest.mark.parametrize("strategy", ["zero3", "fsdp2"])
+def test_sharded_adapters_are_saved_whole_and_change_the_model(tmp_path, tiny_model_dir, pairs, quantised, strategy):
     out = tmp_path / "adapter"
     extra = ["--load_in_4bit"] if quantised else []
-    launch("zero3", 2, out, tiny_model_dir, pairs, "--max_steps", "4", "--save_strategy", "no", "--use_peft",
-           "--lora_target_modules", "all-linear", "--learning_rate", "1e-2", *extra)
-    weights = load_file(out / "adapter_model.safetensors")
-    assert weights and all(t.numel() > 0 for t in weights.values())  # not the empty ZeRO-3 shards
-    assert any(t.abs().sum() > 0 for k, t in weights.items() if "lora_B" in k)  # B starts at 0: it trained
-    ids = torch.tensor([[1, 42, 314, 2718, 28]])
-    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
-    with torch.no_grad():
-        before = base(ids).logits
-        tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), out).eval()
-        after = tuned(ids).logits
-    assert not torch.allclose(before, after, atol=1e-4)
-
-
-def _continue_checkpoint(source_out, step, out):
-    """A new run folder holding only `source_out`'s checkpoint-STEP (and its logs up to it)."""
-    import shutil
-
-    out.mkdir(parents=True)
-    shutil.copytree(source_out / f"checkpoint-{step}", out / f"checkpoint-{step}")
-    kept = [r for r in train_logs(source_out) if r["step"] <= step]
-    (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+    ranks = launch(strategy, 2, out, tiny_model_dir, pairs, "--max_steps", "4", "--save_strategy", "no", "--use_peft",
+                   "--lora_target_modules", "all-linear", "--learning_rate", "1e-2", *extra)
+    assert ranks[0]["checksums"] == ranks[1]["checksums"] and ranks[0]["shards"]  # sharded, in sync
+    assert_adapter_trained(out, tiny_model_dir)
 
 
 # Elastic resume: the same pairs in each step (the global batch kept), the ZeRO state carried over
 # by DeepSpeed's universal checkpoint; the only difference left is per-rank NLL averaging when the
 # number of ranks changes (the 2% stated above), measured far smaller here.
 ELASTIC_RTOL = 2e-3
-
-
-def _relative_diffs(got, want, steps):
-    by_step = {r["step"]: r["loss"] for r in want}
-    return [abs(r["loss"] - by_step[r["step"]]) / by_step[r["step"]] for r in got if r["step"] in steps]
 
 
 def test_zero3_elastic_resume_2_to_1_and_1_to_2_processes(zero3_run, tmp_path, tiny_model_dir, pairs):
@@ -265,26 +182,26 @@ def test_zero3_elastic_resume_2_to_1_and_1_to_2_processes(zero3_run, tmp_path, t
     reference, _ = zero3_run
     common = ["--per_device_train_batch_size", "4", "--orpo_chunk_size", "5"]
     one = tmp_path / "on-one"
-    _continue_checkpoint(reference, 3, one)
+    continue_checkpoint(reference, 3, one)
     launch("zero3", 1, one, tiny_model_dir, pairs, *common, "--max_steps", "6", "--resume")
     assert [r["step"] for r in train_logs(one)] == [1, 2, 3, 4, 5, 6]
     assert (one / "checkpoint-3" / "latest_universal").is_file()
-    said = Path(str(one) + "-probe", "launch.log").read_text()
+    said = launch_log(one)
     assert ("resuming a checkpoint of 2 process(es) on 1: per-device batch x gradient accumulation 4 x 1 -> 4 x 2, "
             "keeping the global batch at 8; DeepSpeed's shards are loaded as a universal checkpoint") in said
     assert json.loads((one / "checkpoint-6" / "COMPLETE").read_text())["gradient_accumulation_steps"] == 2
-    down = _relative_diffs(train_logs(one), train_logs(reference), {4, 5, 6})
+    down = relative_diffs(train_logs(one), train_logs(reference), {4, 5, 6})
 
     single = tmp_path / "single"
     launch("zero3", 1, single, tiny_model_dir, pairs, *common, "--max_steps", "4", "--save_steps", "2",
            "--gradient_accumulation_steps", "2")
     two = tmp_path / "on-two"
-    _continue_checkpoint(single, 2, two)
+    continue_checkpoint(single, 2, two)
     ranks = launch("zero3", 2, two, tiny_model_dir, pairs, *common, "--max_steps", "4", "--save_steps", "2",
                    "--gradient_accumulation_steps", "2", "--resume")
     assert ranks[0]["checksums"] == ranks[1]["checksums"]
     assert json.loads((two / "checkpoint-4" / "COMPLETE").read_text())["world_size"] == 2
-    up = _relative_diffs(train_logs(two), train_logs(single), {3, 4})
+    up = relative_diffs(train_logs(two), train_logs(single), {3, 4})
     print(f"elastic resume, relative loss differences: 2 -> 1 {['%.1e' % d for d in down]}, "
           f"1 -> 2 {['%.1e' % d for d in up]}")
     assert len(down) == 3 and len(up) == 2 and max(down + up) < ELASTIC_RTOL
@@ -298,7 +215,8 @@ def test_a_zero3_checkpoint_resumed_without_deepspeed_is_refused(zero3_run, tmp_
 
     reference, _ = zero3_run
     out = tmp_path / "plain"
-    _continue_checkpoint(reference, 3, out)
+    continue_checkpoint(reference, 3, out)
     recipe = parse(["--config", str(TINY), "--output_dir", str(out), "--resume"])
-    with pytest.raises(UserError, match=r"DeepSpeed ZeRO shards from 2 process\(es\).*--strategy zero3"):
+    with pytest.raises(UserError, match=r"holds DeepSpeed ZeRO state and this run is on plain PyTorch.*"
+                                        r"--strategy zero2\|zero3\|"):
         plan_resume(resolve_checkpoint(recipe), recipe.training, print)

@@ -10,8 +10,11 @@ from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.commands.launch import launch_command_parser
 
 from orpo_dist.errors import UserError
-from orpo_dist.launcher.command import DEEPSPEED, STRATEGIES, Layout, build, layout_from_env
+from orpo_dist.launcher.command import Layout, build, layout_from_env
 from orpo_dist.launcher.network import GLOO_INTERFACE_VARIABLE
+from orpo_dist.strategies import (
+    DEEPSPEED, FSDP2, FULL_OFFLOAD, NO_OFFLOAD, PLAIN, REGISTRY, STRATEGIES, configs_dir, with_engine,
+)
 
 from .helpers import REPO, TINY_RECIPE, run_cli
 
@@ -22,30 +25,44 @@ def accelerate_args(command):
     return launch_command_parser().parse_args(argv[3:])
 
 
-@pytest.mark.parametrize("strategy", [s for s in STRATEGIES if s != "single"])
-def test_each_strategy_builds_a_valid_accelerate_command(strategy):
-    command = build(strategy, Layout(4), "r.yaml", ["--learning_rate", "5e-6"], on_gpu=True)
+@pytest.mark.parametrize("record", [s for s in REGISTRY if s.processes != "one"], ids=lambda s: s.name)
+def test_each_strategy_builds_a_valid_accelerate_command(record):
+    """Each registry entry's config files say what the entry says it does (checked with accelerate's
+    and DeepSpeed's own readers): the test a new strategy gets for free."""
+    command = build(record.name, Layout(4), "r.yaml", ["--learning_rate", "5e-6"], on_gpu=True)
     args = accelerate_args(command)
     assert args.num_processes == 4 and args.num_machines == 1
     assert args.module and args.training_script == "orpo_dist.train"
     assert args.training_script_args == ["--config", "r.yaml", "--learning_rate", "5e-6"]
     config = load_config_from_file(args.config_file)
-    if strategy in DEEPSPEED:
-        assert config.distributed_type == "DEEPSPEED"
+    assert config.distributed_type == {DEEPSPEED: "DEEPSPEED", FSDP2: "FSDP", PLAIN: "MULTI_GPU"}[record.engine]
+    assert (args.deepspeed_config_file is not None) == (record.engine == DEEPSPEED)
+    if record.engine == DEEPSPEED:
         ds = json.loads(open(args.deepspeed_config_file).read())
         stage = ds["zero_optimization"]["stage"]
-        assert stage == (2 if strategy == "zero2" else 3)
+        assert stage == (3 if record.shards_parameters else 2)
         # TrainingArguments stay the one source of batch size, lr and precision.
         for key in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "train_batch_size"):
             assert ds[key] == "auto"
         assert ds["bf16"]["enabled"] == "auto"
         if stage == 3:
             assert ds["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
-        assert ("offload_optimizer" in ds["zero_optimization"]) == strategy.startswith("zero3-offload")
-        assert ("offload_param" in ds["zero_optimization"]) == (strategy == "zero3-offload-all")
-    else:
-        assert config.distributed_type == "MULTI_GPU"
+        assert ("offload_optimizer" in ds["zero_optimization"]) == (record.offload != NO_OFFLOAD)
+        assert ("offload_param" in ds["zero_optimization"]) == (record.offload == FULL_OFFLOAD)
+    if record.engine == FSDP2:
+        fsdp = config.fsdp_config
+        assert fsdp["fsdp_version"] == 2 and fsdp["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+        assert fsdp["fsdp_state_dict_type"] == "SHARDED_STATE_DICT"  # DCP checkpoints: they reshard on resume
+        assert fsdp["fsdp_offload_params"] == (record.offload == FULL_OFFLOAD)  # torch offloads states + step
+        assert record.offload in (NO_OFFLOAD, FULL_OFFLOAD)
     assert "DS_ACCELERATOR" not in command.env  # on GPUs nothing CPU-specific is added
+
+
+def test_names_and_labels_are_unique_and_every_config_file_belongs_to_an_entry():
+    assert len(set(STRATEGIES)) == len(STRATEGIES) and len({s.label for s in REGISTRY}) == len(REGISTRY)
+    shipped = {p.stem for p in (configs_dir() / "accelerate").glob("*.yaml")}
+    assert shipped == set(STRATEGIES)
+    assert {p.stem for p in (configs_dir() / "deepspeed").glob("*.json")} == set(with_engine(DEEPSPEED))
 
 
 def test_cpu_runs_get_gloo_friendly_settings():

@@ -402,13 +402,15 @@ def test_done_criterion_70b_lora_on_8x80_offline():
     code, out, err = plan_cli("--model", "meta-llama/Meta-Llama-3-70B", "--method", "lora",
                               "--gpus-per-node", "8", "--gpu-mem", "80")
     assert code == 0, err
-    assert "recommended: zero3 at micro-batch 1" in out
-    for label in ("DDP", "ZeRO-2", "ZeRO-3", "ZeRO-3 + opt offload", "ZeRO-3 + full offload"):
+    # FSDP2 and ZeRO-3 both fit: FSDP2 comes first in the registry's order (README says why).
+    assert "recommended: fsdp2 at micro-batch 1" in out
+    for label in ("DDP", "ZeRO-2", "FSDP2", "ZeRO-3", "ZeRO-3 + opt offload", "ZeRO-3 + full offload"):
         assert label in out
     code, out, _ = plan_cli("--model", "meta-llama/Meta-Llama-3-70B", "--method", "lora",
                             "--gpus-per-node", "8", "--gpu-mem", "80", "--json")
     data = json.loads(out)
-    assert code == 0 and data["recommendation"]["strategy"] == "zero3"
+    assert code == 0 and data["recommendation"]["strategy"] == "fsdp2"
+    assert {s["strategy"]: s["fits"] for s in data["strategies"]}["zero3"]
     assert [s["strategy"] for s in data["strategies"]] == list(STRATEGIES)
     assert data["recommendation"]["max_micro_batch"] >= 1
 
@@ -447,7 +449,7 @@ def test_nothing_fits_says_what_would():
 def test_require_fit_refuses_what_cannot_fit_unless_forced():
     plan = estimate(resolve_shape("meta-llama/Meta-Llama-3-70B"), "lora", Hardware(gpus_per_node=8, gpu_mem_gib=80),
                     Workload())
-    with pytest.raises(UserError, match=r"(?s)ddp will not fit.*recommends zero3.*--force"):
+    with pytest.raises(UserError, match=r"(?s)ddp will not fit.*recommends fsdp2.*--force"):
         require_fit(plan, "ddp")
     assert require_fit(plan, "ddp", force=True).strategy == "ddp"
     assert require_fit(plan, "zero3").fits
@@ -472,7 +474,7 @@ def test_detect_hardware_for_a_launch(monkeypatch):
 
 
 def test_strategy_names_are_the_launchers():
-    from orpo_dist.launcher.strategies import STRATEGIES as LAUNCHER
+    from orpo_dist.strategies import STRATEGIES as LAUNCHER
 
     assert STRATEGIES is LAUNCHER  # one home: the planner estimates the launcher's own names
 

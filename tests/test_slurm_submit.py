@@ -25,17 +25,18 @@ def slurm_env(slurm_cluster):
     return slurm_cluster  # the running local cluster's client environment (tests/conftest.py)
 
 
-def submit(slurm_env, out, options, overrides, timeout=900):
-    """orpo-dist submit OPTIONS tiny.yaml --output_dir OUT OVERRIDES (2 CPU nodes, ZeRO-3)."""
-    return run_cli("submit", "--nodes", "2", "--gpus-per-node", "0", "--strategy", "zero3", *options, TINY,
+def submit(slurm_env, out, options, overrides, timeout=900, strategy="zero3"):
+    """orpo-dist submit OPTIONS tiny.yaml --output_dir OUT OVERRIDES (2 CPU nodes, ZeRO-3 unless said)."""
+    return run_cli("submit", "--nodes", "2", "--gpus-per-node", "0", "--strategy", strategy, *options, TINY,
                    "--output_dir", out, *overrides, timeout=timeout, env=slurm_env)
 
 
-def test_two_node_zero3_job_completes(slurm_env, tmp_path):
+@pytest.mark.parametrize("strategy", ["zero3", "fsdp2"])
+def test_two_node_job_completes(slurm_env, tmp_path, strategy):
     out = tmp_path / "run"
     # Tokens in the submitting environment reach the job (sbatch exports it) but no file it writes.
     result = submit({**slurm_env, **SECRETS}, out, ["--time", "15", "--wait"],
-                    ["--max_steps", "8", "--save_strategy", "no"])
+                    ["--max_steps", "8", "--save_strategy", "no"], strategy=strategy)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert (out / "submitit").is_dir() and any((out / "submitit").rglob("*.sh"))  # the sbatch script
     assert not files_holding(SECRETS.values(), out)  # model, logs, submitit's script and pickles

@@ -22,7 +22,8 @@ from pathlib import Path
 from ..arg_types import positive, whole
 from ..atomic import write_text
 from ..errors import UserError
-from .command import STRATEGIES, Layout, build
+from ..strategies import ONE_PROCESS, STRATEGIES
+from .command import Layout, build
 
 ARMS = ("stock", "fast")
 ENTRY = ("-m", "orpo_dist.bench_arm")
@@ -42,7 +43,7 @@ def make_parser() -> argparse.ArgumentParser:
                    "on the bundled pairs)")
     p.add_argument("--steps", type=whole(1), default=3, help="measured optimizer steps per arm (default 3)")
     p.add_argument("--warmup", type=whole(0), default=1, help="steps per arm run first and not counted (default 1)")
-    p.add_argument("--strategy", default="single", choices=STRATEGIES)
+    p.add_argument("--strategy", default=ONE_PROCESS, choices=STRATEGIES)
     p.add_argument("--num-processes", type=whole(1), default=1)
     p.add_argument("--json", help="also write the figures to this file")
     p.add_argument("--timeout", type=positive, default=3600, help="seconds one step may take before giving up")
@@ -154,8 +155,6 @@ def main(argv: list[str]) -> int:
     args, overrides = make_parser().parse_known_args(argv)
     if args.steps < 1 or args.warmup < 0:
         raise UserError("--steps must be at least 1 and --warmup at least 0")
-    if args.strategy == "single" and args.num_processes != 1:
-        raise UserError("--strategy single runs one process: pass --strategy ddp/zero2/zero3 with --num-processes")
     from ..atomic import check_writable_file
     from ..recipe import check_without_hardware
 

@@ -19,7 +19,7 @@ from ..errors import INTERRUPTED, Interrupted, UserError
 from ..run_folder import check_new_run_folder, last_checkpoint, resume_advice, was_stopped
 from .command import build, gpu_count, ignore_stop_signals, layout_from_env
 from .failures import StderrRelay, failure_message
-from .strategies import STRATEGIES
+from ..strategies import AUTO, STRATEGIES
 
 EPILOG = """examples:
   orpo-dist launch --strategy zero3 --num-processes 2 tiny
@@ -35,7 +35,7 @@ EPILOG = """examples:
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="orpo-dist launch", description=__doc__, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--strategy", default="auto", choices=[*STRATEGIES, "auto"],
+    p.add_argument("--strategy", default=AUTO, choices=[*STRATEGIES, AUTO],
                    help="how to spread the run (default auto: the planner picks the fastest that fits)")
     p.add_argument("--num-processes", type=whole(1),
                    help="processes over all machines (default: GPUs here x machines, or 1 without GPUs)")
@@ -61,7 +61,7 @@ def main(argv: list[str]) -> int:
     layout = layout_from_env(args.num_processes, args.num_machines, args.machine_rank,
                              args.main_process_ip, args.main_process_port)
     strategy = args.strategy
-    if strategy == "auto" or not args.force:
+    if strategy == AUTO or not args.force:
         from ..planner import detect_hardware
         from .auto import choose_strategy
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from ..errors import UserError
 from .network import GLOO_INTERFACE_VARIABLE, interface_towards
-from .strategies import DEEPSPEED, STRATEGIES, accelerate_config, deepspeed_config
+from ..strategies import DEEPSPEED, strategy as strategy_record
 
 DEFAULT_PORT = 29500
 
@@ -96,21 +96,21 @@ def layout_from_env(num_processes: int | None, num_machines: int, machine_rank: 
 def build(strategy: str, layout: Layout, recipe: str, overrides: list[str], on_gpu: bool | None = None,
           entry: tuple[str, ...] = ("-m", "orpo_dist.train")) -> LaunchCommand:
     """`entry` is what each process runs: orpo-dist's trainer unless a caller (a test probe) says otherwise."""
-    if strategy not in STRATEGIES:
-        raise UserError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)} or auto")
-    if strategy == "single" and layout.num_processes != 1:
-        raise UserError(f"strategy single runs one process, not {layout.num_processes}: use ddp or a ZeRO strategy")
+    chosen = strategy_record(strategy)
+    if chosen.processes == "one" and layout.num_processes != 1:
+        raise UserError(f"strategy {strategy} runs one process, not {layout.num_processes}: use a strategy for "
+                        "several processes (ddp, zero3, fsdp2, ...)")
     on_gpu = gpu_count() > 0 if on_gpu is None else on_gpu
     argv = [sys.executable, "-m", "accelerate.commands.launch",
-            "--config_file", str(accelerate_config(strategy)),
+            "--config_file", str(chosen.accelerate_config),
             "--num_processes", str(layout.num_processes),
             "--num_machines", str(layout.num_machines)]
-    if strategy in DEEPSPEED:
-        argv += ["--deepspeed_config_file", str(deepspeed_config(strategy))]
+    if chosen.deepspeed_config is not None:
+        argv += ["--deepspeed_config_file", str(chosen.deepspeed_config)]
     if layout.num_machines > 1:
         argv += ["--machine_rank", str(layout.machine_rank), "--main_process_ip", str(layout.main_process_ip),
                  "--main_process_port", str(layout.main_process_port)]
-    elif strategy != "single":
+    elif chosen.processes != "one":
         argv += ["--main_process_port", str(layout.main_process_port)]
     argv += [*entry, "--config", str(recipe), *overrides]
 
@@ -127,6 +127,6 @@ def build(strategy: str, layout: Layout, recipe: str, overrides: list[str], on_g
         # is what makes the ranks really synchronise.)
         threads = max(1, (os.cpu_count() or 1) * layout.num_machines // layout.num_processes)
         env["OMP_NUM_THREADS"] = str(threads)
-        if strategy in DEEPSPEED:
+        if chosen.engine == DEEPSPEED:
             env["DS_ACCELERATOR"] = "cpu"
     return LaunchCommand(argv, env)

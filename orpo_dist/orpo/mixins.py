@@ -54,3 +54,37 @@ class NoTrainerModelCard:
 
     def create_model_card(self, *args, **kwargs) -> None:
         return None
+
+
+class WholeFinalModel:
+    """The final model saved whole (an HF folder that from_pretrained loads), whatever the engine
+    shards: transformers' save_model writes nothing at all for FSDP's sharded state dict (the
+    type its checkpoints use, so they reshard on resume). For the final save the shards are
+    gathered into one full state dict (a collective; the main process writes it), as ZeRO-3's
+    final save does with stage3_gather_16bit_weights_on_model_save."""
+
+    def save_model(self, output_dir=None, _internal_call=False):
+        plugin = getattr(self.accelerator.state, "fsdp_plugin", None) if self.is_fsdp_enabled else None
+        if plugin is None or "FULL_STATE_DICT" in str(plugin.state_dict_type):
+            return super().save_model(output_dir, _internal_call)
+        self._drop_tied_copies = True
+        kept = (plugin.state_dict_type, plugin.state_dict_config, plugin.optim_state_dict_config)
+        plugin.state_dict_config = plugin.optim_state_dict_config = None  # filled for the full type
+        plugin.set_state_dict_type("FULL_STATE_DICT")
+        try:
+            return super().save_model(output_dir, _internal_call)
+        finally:
+            plugin.state_dict_type, plugin.state_dict_config, plugin.optim_state_dict_config = kept
+            self._drop_tied_copies = False
+
+    def _save(self, output_dir=None, state_dict=None):
+        """The gathered state dict holds a tied parameter (embeddings = head) under each of its
+        names as separate tensors, which transformers no longer recognises as one: keep it once,
+        under the name the model's own save would use."""
+        if state_dict is not None and getattr(self, "_drop_tied_copies", False):
+            first = {}
+            for name, param in self.accelerator.unwrap_model(self.model).named_parameters(remove_duplicate=False):
+                first.setdefault(id(param), name)
+                if first[id(param)] != name:
+                    state_dict.pop(name, None)
+        return super()._save(output_dir, state_dict)

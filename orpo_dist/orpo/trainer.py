@@ -28,13 +28,13 @@ from .config import OrpoConfig
 from .datasets import tokenize_dataset
 from .forward import causal_lm
 from .loss import BATCH_METRICS, PAIR_METRICS, orpo_terms
-from .mixins import CompleteCheckpoints, NoTrainerModelCard, PairLengthColumn
+from .mixins import CompleteCheckpoints, NoTrainerModelCard, PairLengthColumn, WholeFinalModel
 from .select import choose_forward
 
 MODEL_TAGS = ["orpo", "trl", "orpo-dist"]  # trl: the ORPO recipe and parser conventions the card follows
 
 
-class OrpoTrainer(CompleteCheckpoints, PairLengthColumn, NoTrainerModelCard, Trainer):
+class OrpoTrainer(CompleteCheckpoints, WholeFinalModel, PairLengthColumn, NoTrainerModelCard, Trainer):
     # compute_loss returns the micro-batch's mean loss; the Trainer divides it by the accumulation steps.
     loss_is_scaled_for_ga = False
 

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import UserError
-from ..launcher.strategies import DEEPSPEED, STRATEGIES  # fastest first: the recommendation is the first that fits
+from ..strategies import (  # fastest first: the recommendation is the first that fits
+    DEEPSPEED, FSDP2, NO_OFFLOAD, OPTIMIZER_AND_GRADIENTS, OPTIMIZER_OFFLOAD, REGISTRY, STRATEGIES, Strategy,
+)
 from ..model_rules import METHODS, keeps_logits
 from .activations import activation_bytes
 from .shapes import ModelShape, lora_params, lora_target_groups
@@ -28,7 +30,7 @@ COMPONENTS = (
     ("trainable_weights", "trainable weights (incl. DeepSpeed's 16-bit copies)"),
     ("gradients", "gradients"),
     ("optimizer_states", "optimizer states (incl. fp32 master weights under DeepSpeed)"),
-    ("gathered_layer", "ZeRO-3: the largest layer gathered whole (weights + grads)"),
+    ("gathered_layer", "ZeRO-3/FSDP2: layers gathered whole (weights + grads; FSDP2: embeddings and head too)"),
     ("activations", "activations saved for backward (2 x micro-batch sequences)"),
     ("logits", "logits: 2 x B x L x vocab (stock step), one chunk x vocab in fp32 (fast step)"),
     ("loss_buffers", "log-softmax copies and logit gradients at the loss's peak"),
@@ -41,7 +43,7 @@ MODEL_STATES = ("frozen_weights", "trainable_weights", "gradients", "optimizer_s
 @dataclass
 class StrategyEstimate:
     strategy: str
-    available: bool  # "single" needs exactly one device in all; "ddp" needs more than one
+    available: bool  # a one-process strategy needs exactly one device in all; DDP more than one
     gpu: dict[str, int]  # component -> bytes per device
     peak: int  # bytes per device at the step's peak
     cpu: int  # host bytes per node (offloaded states; DeepSpeed's cold-start figure otherwise)
@@ -173,7 +175,9 @@ def estimate(shape: ModelShape, method: str, hardware: Hardware, workload: Workl
         logits_tensor=_logits_bytes(shape, workload, w),
         loss_buffers=_loss_buffer_bytes(shape, workload, w, a, head_trained),
     )
-    estimates = [_strategy(s, case, acts_zero3 if s.startswith("zero3") else acts) for s in STRATEGIES]
+    # DeepSpeed's ZeRO-3 replaces the linear layers' autograd (activations.py); FSDP2 does not.
+    estimates = [_strategy(s, case, acts_zero3 if s.engine == DEEPSPEED and s.shards_parameters else acts)
+                 for s in REGISTRY]
     return Plan(shape, method, hardware, workload, a, trainable, targets, w, estimates, detail)
 
 
@@ -240,23 +244,21 @@ class _Case:
     loss_buffers: int  # bytes of the loss's temporaries beside them
 
 
-def _strategy(name: str, case: _Case, activations: float) -> StrategyEstimate:
+def _strategy(s: Strategy, case: _Case, activations: float) -> StrategyEstimate:
     """One strategy's estimate, in four named steps: model states, activations and logits, the
     process overhead, then the peak and whether it fits."""
     gpu = dict.fromkeys((k for k, _ in COMPONENTS), 0)
-    if name in DEEPSPEED:
-        cpu, grads_live, notes = _deepspeed_states(name, case, gpu)
-    else:
-        cpu, grads_live, notes = _plain_states(name, case, gpu)
+    states = {DEEPSPEED: _deepspeed_states, FSDP2: _fsdp2_states}.get(s.engine, _plain_states)
+    cpu, grads_live, notes = states(s, case, gpu)
     gpu["activations"] = int(activations)
     gpu["logits"] = int(case.logits_tensor)
     gpu["loss_buffers"] = case.loss_buffers
-    gpu["overhead"] = _overhead(name, case, cpu)
+    gpu["overhead"] = _overhead(s, case, cpu)
     peak = _peak(gpu, grads_live, case.hardware.device == "cpu")
-    return _verdict(name, case, gpu, peak, cpu, notes)
+    return _verdict(s, case, gpu, peak, cpu, notes)
 
 
-def _deepspeed_states(name: str, case: _Case, gpu: dict[str, int]) -> tuple[int, bool, list[str]]:
+def _deepspeed_states(s: Strategy, case: _Case, gpu: dict[str, int]) -> tuple[int, bool, list[str]]:
     """ZeRO-2/3 model states per device (into `gpu`); returns (host bytes per node, whether
     gradients stay allocated through forward/backward, notes).
 
@@ -269,12 +271,12 @@ def _deepspeed_states(name: str, case: _Case, gpu: dict[str, int]) -> tuple[int,
     shape, method, hw, wl, a = case.shape, case.method, case.hardware, case.workload, case.assumptions
     w, trainable, frozen, n = case.weight_bytes, case.trainable, case.frozen, hw.world
     notes: list[str] = []
-    offload_opt = name in ("zero3-offload", "zero3-offload-all")
+    offload_opt = s.offload != NO_OFFLOAD
     states = 8.0 if offload_opt else optimizer_state_bytes(wl.optim, 4)  # fp32 states
     if offload_opt and "8bit" in wl.optim.lower():
         notes.append("offload runs DeepSpeed's CPU AdamW (named in the DeepSpeed config): the recipe's "
                      f"{wl.optim} is not used")
-    if name == "zero2":
+    if s.shards == OPTIMIZER_AND_GRADIENTS:
         grad_b = w + (4 if w != 4 else 0)  # 16-bit grads + their fp32 copy (fp32 training: one)
         gpu["trainable_weights"] = w * trainable
         gpu["gradients"] = int(grad_b * trainable / n)
@@ -288,14 +290,14 @@ def _deepspeed_states(name: str, case: _Case, gpu: dict[str, int]) -> tuple[int,
         return cpu, True, notes
     gpu["gathered_layer"] = _gathered_layer_bytes(shape, method, w, wl, a)
     gpu["comm_buffers"] = int(2 * (0.9 + 1.0) * shape.hidden_size ** 2)  # prefetch + reduce buckets
-    if name == "zero3":
+    if s.offload == NO_OFFLOAD:
         gpu["trainable_weights"] = int(w * trainable / n)
         gpu["gradients"] = int(4 * trainable / n)
         gpu["optimizer_states"] = (int((w + 4 + 4 + states) * trainable / n)
                                    - gpu["trainable_weights"] - gpu["gradients"])
         gpu["frozen_weights"] = int(frozen / n)
         cpu = int(shape.largest_layer_params * 4 * hw.gpus_per_node * a.zero_cpu_buffer)
-    elif name == "zero3-offload":
+    elif s.offload == OPTIMIZER_OFFLOAD:
         gpu["trainable_weights"] = int(w * trainable / n)
         gpu["frozen_weights"] = int(frozen / n)
         # host: fp32 gradients + fp32 master + Adam states = 16 bytes per trainable parameter
@@ -305,7 +307,44 @@ def _deepspeed_states(name: str, case: _Case, gpu: dict[str, int]) -> tuple[int,
     return cpu, True, notes  # DeepSpeed keeps its gradient partitions allocated
 
 
-def _plain_states(name: str, case: _Case, gpu: dict[str, int]) -> tuple[int, bool, list[str]]:
+def _fsdp2_states(s: Strategy, case: _Case, gpu: dict[str, int]) -> tuple[int, bool, list[str]]:
+    """FSDP2 model states per device (into `gpu`); returns like _deepspeed_states.
+
+    Every parameter is sharded over the N ranks in its own dtype, with its gradient and optimizer
+    states: accelerate keeps trainable parameters in fp32 under mixed precision (4 + 4 + Adam's 8
+    bytes over N); the frozen base keeps its stored dtype. While a decoder layer runs it is
+    gathered whole in the compute dtype, with the next one prefetched (and, for full fine-tuning,
+    its unsharded gradients before the reduce-scatter); accelerate keeps the embeddings, the final
+    norm and the head gathered from the start of the forward to the end of the backward. Offload
+    (torch's CPUOffloadPolicy) keeps the shards, their gradients and the optimizer step on the host.
+    """
+    shape, method, hw, wl, a = case.shape, case.method, case.hardware, case.workload, case.assumptions
+    w, trainable, n = case.weight_bytes, case.trainable, hw.world
+    adapter = 4 if method == "full" else case.adapter_bytes  # fp32 trainable shards
+    states = {"frozen_weights": int(case.frozen / n),
+              "trainable_weights": int(adapter * trainable / n),
+              "gradients": int(adapter * trainable / n),
+              "optimizer_states": int(optimizer_state_bytes(wl.optim, adapter) * trainable / n)}
+    full = method == "full"
+    tail = shape.vocab_size * shape.hidden_size * (1 if shape.tie_word_embeddings else 2)  # embeddings + head
+    layer = (shape.total_params - tail) / max(shape.num_layers, 1)  # one decoder layer's parameters
+    stored = w if full else case.frozen / max(shape.total_params, 1)  # bytes per gathered frozen parameter
+    # the running layer (weights + gradients when trained), the prefetched next one, and the tail
+    # (16-bit or fp32 even under QLoRA), with its gradients when trained
+    gpu["gathered_layer"] = int(layer * stored * (2 if full else 1) + layer * stored + tail * w * (2 if full else 1))
+    gpu["comm_buffers"] = int(4 * layer / n) if full else 0  # one layer's reduce-scatter output
+    if s.offload == NO_OFFLOAD:
+        gpu.update(states)
+        # The main process loads the model and hands out the shards (accelerate's
+        # cpu_ram_efficient_loading); a 4-bit model is loaded by every process.
+        copies = hw.gpus_per_node if method == "qlora" else 1
+        cpu = int(copies * (case.frozen + case.adapter_bytes * trainable))
+    else:
+        cpu = int(sum(states.values()) * hw.gpus_per_node * a.zero_cpu_buffer)
+    return cpu, wl.grad_accum > 1, []
+
+
+def _plain_states(s: Strategy, case: _Case, gpu: dict[str, int]) -> tuple[int, bool, list[str]]:
     """single / DDP model states per device (into `gpu`); returns like _deepspeed_states.
 
     Plain PyTorch. orpo-dist loads the model in bf16 on GPUs (fp32 on CPU), so full fine-tuning
@@ -317,7 +356,7 @@ def _plain_states(name: str, case: _Case, gpu: dict[str, int]) -> tuple[int, boo
     gpu["trainable_weights"] = int(adapter * trainable)
     gpu["gradients"] = int(adapter * trainable)
     gpu["optimizer_states"] = int(optimizer_state_bytes(case.workload.optim, adapter) * trainable)
-    if name == "ddp":
+    if s.processes == "many":
         gpu["comm_buffers"] = gpu["gradients"]  # DDP's gradient buckets: a second copy of the gradients
     cpu = int(case.hardware.gpus_per_node * (case.frozen + adapter * trainable))  # each process loads the model
     # Gradients are freed after each optimizer step (zero_grad(set_to_none=True)); with
@@ -325,7 +364,7 @@ def _plain_states(name: str, case: _Case, gpu: dict[str, int]) -> tuple[int, boo
     return cpu, case.workload.grad_accum > 1, []
 
 
-def _overhead(name: str, case: _Case, cpu: int) -> int:
+def _overhead(s: Strategy, case: _Case, cpu: int) -> int:
     """The process's own memory: CUDA context and workspaces, or a CPU process's baseline."""
     a, hw = case.assumptions, case.hardware
     if hw.device != "cpu":
@@ -333,7 +372,7 @@ def _overhead(name: str, case: _Case, cpu: int) -> int:
     # The figures count tensors, as CUDA's allocator holds them. glibc's malloc can keep freed
     # tensors resident on top (docs/planner.md, "What RSS shows on CPU"); not modelled.
     overhead = int(a.cpu_process_gib * GiB)
-    if name in ("zero3-offload", "zero3-offload-all"):
+    if s.offload != NO_OFFLOAD:
         # On a CPU "device" the offloaded states live in the same RAM as the process.
         overhead += int(cpu / a.zero_cpu_buffer / hw.gpus_per_node)
     return overhead
@@ -355,7 +394,7 @@ def _peak(gpu: dict[str, int], grads_live: bool, cpu_device: bool) -> int:
     return int(gpu["overhead"] + gpu["comm_buffers"] + max(forward_backward, optimizer_step))
 
 
-def _verdict(name: str, case: _Case, gpu: dict[str, int], peak: int, cpu: int,
+def _verdict(s: Strategy, case: _Case, gpu: dict[str, int], peak: int, cpu: int,
              notes: list[str]) -> StrategyEstimate:
     """Is the strategy available for this many devices, and does it fit the device (and, for the
     offload strategies given --cpu-mem, the host)?"""
@@ -363,20 +402,21 @@ def _verdict(name: str, case: _Case, gpu: dict[str, int], peak: int, cpu: int,
     n, cpu_device = hw.world, hw.device == "cpu"
     usable = int(hw.gpu_mem_gib * GiB * (1 - a.margin))
     available, reason = True, ""
-    if name == "single" and n != 1:
+    if s.processes == "one" and n != 1:
         available, reason = False, f"needs exactly one device ({n} planned)"
-    elif name == "ddp" and n == 1:
+    elif s.processes == "many" and n == 1:
         available, reason = False, "needs more than one device"
-    cpu_checked = hw.cpu_mem_gib is not None and name in ("zero3-offload", "zero3-offload-all") and not cpu_device
+    offloads = s.offload != NO_OFFLOAD
+    cpu_checked = hw.cpu_mem_gib is not None and offloads and not cpu_device
     fits_gpu = peak <= usable
     fits_cpu = not cpu_checked or cpu <= hw.cpu_mem_gib * GiB * (1 - a.margin)
     if available and not fits_gpu:
         reason = f"needs {peak / GiB:.1f} GiB per device, {usable / GiB:.1f} GiB usable"
     elif available and not fits_cpu:
         reason = f"needs {cpu / GiB:.0f} GiB of host memory per node, {hw.cpu_mem_gib:g} GiB given"
-    if name in ("zero3-offload", "zero3-offload-all") and hw.cpu_mem_gib is None and not cpu_device:
+    if offloads and hw.cpu_mem_gib is None and not cpu_device:
         notes.append(f"host memory not checked (pass --cpu-mem): needs about {cpu / GiB:.0f} GiB per node")
-    if case.method == "qlora" and case.shape.num_experts and name.startswith("zero3"):
+    if case.method == "qlora" and case.shape.num_experts and s.shards_parameters:
         notes.append("fused MoE experts are not quantised by bitsandbytes: they stay 16-bit")
-    return StrategyEstimate(name, available, gpu, int(peak), int(cpu), cpu_checked,
+    return StrategyEstimate(s.name, available, gpu, int(peak), int(cpu), cpu_checked,
                             available and fits_gpu and fits_cpu, usable, reason, notes)

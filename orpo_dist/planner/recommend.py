@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import UserError
-from ..launcher.strategies import STRATEGIES
+from ..strategies import STRATEGIES
 from ..model_rules import METHODS
 from .memory import Plan, StrategyEstimate, estimate
 from .spec import GiB, Hardware

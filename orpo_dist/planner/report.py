@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ..launcher.strategies import LABELS
+from ..strategies import strategy
 from .memory import Plan
 from .spec import GiB
 from .recommend import Recommendation, recommend
@@ -59,7 +59,7 @@ def format_plan(plan: Plan, rec: Recommendation | None = None) -> str:
             verdict = f"n/a: {e.reason}"
         else:
             verdict = "yes" if e.fits else f"no: {e.reason}"
-        label = LABELS[e.strategy]
+        label = strategy(e.strategy).label
         if plan.hardware.device == "cpu":
             label = label.replace("single GPU", "single process")
         lines.append(

@@ -22,7 +22,7 @@ from pathlib import Path
 from ...arg_types import positive, whole
 from ...errors import INTERRUPTED, Interrupted, UserError
 from ...run_folder import SUBMITIT_FOLDER, check_new_run_folder, has_checkpoints, resume_advice, training_logs
-from ..strategies import STRATEGIES
+from ...strategies import AUTO, STRATEGIES, SUBMIT_DEFAULT
 
 # srun --wait: seconds srun waits for the other nodes' tasks once one has ended. A finished run's
 # nodes all leave the same final barrier within seconds; a node whose "task exited" message was lost
@@ -62,7 +62,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-node", type=whole(0),
                    help="GPUs per node (default: what the partition's nodes report in sinfo's GRES; with "
                         "--cluster local, the GPUs here); 0: CPU nodes, one process each")
-    p.add_argument("--strategy", default="zero3", choices=[*STRATEGIES, "auto"])
+    p.add_argument("--strategy", default=SUBMIT_DEFAULT, choices=[*STRATEGIES, AUTO])
     p.add_argument("--partition")
     p.add_argument("--time", default="4:00:00", help="time limit: minutes, HH:MM:SS or D-HH:MM:SS")
     p.add_argument("--account")
@@ -132,7 +132,7 @@ def main(argv: list[str]) -> int:
             raise UserError(f"--gpus-per-node cannot be negative, got {args.gpus_per_node}")
         partition = None
     strategy = args.strategy
-    if strategy == "auto" or not args.force:
+    if strategy == AUTO or not args.force:
         from ..auto import choose_strategy
         from ...planner import Hardware
 

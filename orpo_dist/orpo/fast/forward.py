@@ -17,6 +17,12 @@ from .hidden import per_pair_mean, target_hidden
 from .packing import attention_cost, pack_pairs
 
 
+def _sharded_by_fsdp2(model) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
 class FastForward:
     name = "fast"
 
@@ -44,9 +50,18 @@ class FastForward:
                             pad_to_multiple_of=128 if flex else 1,
                             cost_per_pair=0.0 if flex else attention_cost(lm.config))
         self.last_packed = packed
-        hidden = target_hidden(model, lm, packed, flex)
-        logps, mean_logits = target_logps(lm.get_output_embeddings(), hidden, packed.target_tokens, self.chunk_size,
-                                          self.keep_budget)
+        head = lm.get_output_embeddings()
+
+        def head_logps(hidden):
+            return target_logps(head, hidden, packed.target_tokens, self.chunk_size, self.keep_budget)
+
+        if _sharded_by_fsdp2(model):
+            # FSDP2 keeps the head (and final norm) gathered only within the model's forward: run
+            # it there. ZeRO-3 gathers it for each call instead, which its hooks cannot do inside
+            # the forward that already holds it.
+            logps, mean_logits = target_hidden(model, lm, packed, flex, then=head_logps)
+        else:
+            logps, mean_logits = head_logps(target_hidden(model, lm, packed, flex))
         n, pairs = packed.num_pairs, packed.target_pairs
         return PolicyOutput(
             chosen_logps=per_pair_mean(logps, pairs, packed.in_chosen, n),

@@ -88,8 +88,17 @@ class _FrozenHeadLogps(torch.autograd.Function):
         return grad_hidden, None, None, None, None
 
 
+def _plain_class(module: torch.nn.Module) -> type:
+    """The module's own class: FSDP2 swaps a sharded module's class for FSDP<Class>(FSDPModule, Class)."""
+    cls = type(module)
+    if cls.__name__.startswith("FSDP") and len(cls.__bases__) == 2:
+        return cls.__bases__[1]
+    return cls
+
+
 def _is_frozen_linear(head) -> bool:
-    return (type(head) is torch.nn.Linear and not head.weight.requires_grad
+    # A plain nn.Linear only: bitsandbytes' Linear4bit/8bitLt subclass it with packed weights.
+    return (_plain_class(head) is torch.nn.Linear and not head.weight.requires_grad
             and (head.bias is None or not head.bias.requires_grad))
 
 

@@ -19,17 +19,22 @@ def attention_mask_for(lm, packed: PackedBatch, flex: bool):
     return packed.attention_mask(None if attn == "sdpa" else lm.get_input_embeddings().weight.dtype)
 
 
-def target_hidden(model, lm, packed: PackedBatch, flex: bool = False) -> torch.Tensor:
-    """(targets, hidden_size): the last hidden state at every target position of `packed`.
+def target_hidden(model, lm, packed: PackedBatch, flex: bool = False, then=None):
+    """(targets, hidden_size): the last hidden state at every target position of `packed`, or, with
+    `then`, what then(those hidden states) returns.
 
     `model` is the outermost module (DDP and DeepSpeed sync gradients only through their own
     forward) and `lm` the transformers CausalLM inside it. The hidden states are taken from the
     decoder by a hook, and the CausalLM projects just one position per row (logits_to_keep=1);
-    callers run the head on the targets only (head.target_logps)."""
+    callers run the head on the targets only (head.target_logps). `then` runs inside the hook,
+    that is inside the model's own forward, where FSDP2 keeps the final norm and the head
+    unsharded (it reshards them, or frees their gathered copies, once its forward is over)."""
     captured = {}
 
     def keep_hidden(_module, _inputs, output):
-        captured["hidden"] = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
+        hidden = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
+        hidden = hidden.reshape(-1, hidden.shape[-1])[packed.target_positions]
+        captured["result"] = hidden if then is None else then(hidden)
 
     hook = lm.get_decoder().register_forward_hook(keep_hidden)
     try:
@@ -37,8 +42,7 @@ def target_hidden(model, lm, packed: PackedBatch, flex: bool = False) -> torch.T
               position_ids=packed.position_ids, use_cache=False, logits_to_keep=1)
     finally:
         hook.remove()
-    hidden = captured["hidden"]
-    return hidden.reshape(-1, hidden.shape[-1])[packed.target_positions]
+    return captured["result"]
 
 
 def per_pair_mean(values: torch.Tensor, pairs: torch.Tensor, keep: torch.Tensor, num_pairs: int) -> torch.Tensor:
