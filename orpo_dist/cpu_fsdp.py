@@ -16,8 +16,13 @@ def reach_fsdp_on_cpu() -> None:
     set up their devices (with accelerator_config's use_configured_state, so they keep it)."""
     from accelerate.state import AcceleratorState, PartialState
     from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin, TorchDynamoPlugin
+    from torch.distributed.fsdp import CPUOffloadPolicy
 
     plugin = FullyShardedDataParallelPlugin()
+    if isinstance(plugin.cpu_offload, CPUOffloadPolicy):
+        # Offload pins host memory for fast copies to a GPU; without one, torch cannot pin. The
+        # shards, their gradients and the optimizer step still take the offload path.
+        plugin.cpu_offload = CPUOffloadPolicy(pin_memory=False)
     AcceleratorState(cpu=True, fsdp_plugin=plugin, dynamo_plugin=TorchDynamoPlugin(), _from_accelerator=True)
     # AcceleratorState copies PartialState's fields on every construction: both must say FSDP.
     for shared in (PartialState._shared_state, AcceleratorState._shared_state):

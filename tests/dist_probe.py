@@ -73,6 +73,14 @@ def _full_parameters(model):
     return contextlib.nullcontext()
 
 
+def _fsdp_offload_policy() -> str | None:
+    """FSDP2's offload policy as accelerate applied it (CPUOffloadPolicy or OffloadPolicy), or None."""
+    from accelerate.state import AcceleratorState
+
+    plugin = getattr(AcceleratorState(), "fsdp_plugin", None)
+    return type(plugin.cpu_offload).__name__ if plugin is not None else None
+
+
 class Probe(TrainerCallback):
     def __init__(self, out: Path, crash_at: int | None):
         self.out, self.crash_at = out, crash_at
@@ -106,6 +114,7 @@ class Probe(TrainerCallback):
             "shards": shards,
             "engine": type(model).__name__ + ("/fsdp2" if any(hasattr(p, "to_local") for p in model.parameters())
                                               else ""),
+            "fsdp_offload": _fsdp_offload_policy(),
             "logits": logits,
         }
         self.out.mkdir(parents=True, exist_ok=True)
