@@ -74,6 +74,8 @@ REGISTRY = (
     Strategy("zero3", "ZeRO-3", DEEPSPEED, EVERYTHING, NO_OFFLOAD, "8B full fine-tune on 8 GPUs, 70B LoRA/QLoRA"),
     Strategy("zero3-offload", "ZeRO-3 + opt offload", DEEPSPEED, EVERYTHING, OPTIMIZER_OFFLOAD,
              "when GPU memory is short"),
+    Strategy("fsdp2-offload", "FSDP2 + offload", FSDP2, EVERYTHING, FULL_OFFLOAD,
+             "FSDP2 when GPU memory is short: the step runs on the host"),
     Strategy("zero3-offload-all", "ZeRO-3 + full offload", DEEPSPEED, EVERYTHING, FULL_OFFLOAD, "the last resort"),
 )
 STRATEGIES = tuple(s.name for s in REGISTRY)  # the names, fastest first (CLI choices)

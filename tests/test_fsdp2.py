@@ -90,3 +90,16 @@ def test_resume_on_one_process_reshards_and_keeps_the_global_batch(fsdp2_run, tm
     diffs = relative_diffs(train_logs(one), train_logs(reference), {4, 5, 6})
     print(f"FSDP2 2 -> 1 process resume, relative loss differences {['%.1e' % d for d in diffs]}")
     assert len(diffs) == 3 and max(diffs) < ELASTIC_RTOL
+
+
+def test_fsdp2_offload_takes_the_offload_path_and_trains_as_fsdp2(fsdp2_run, tmp_path, tiny_model_dir, pairs):
+    """`fsdp2-offload`: torch's CPUOffloadPolicy (shards, gradients and optimizer step on the host)
+    gives the same trajectory as fsdp2 on the same global batch."""
+    reference, ranks = fsdp2_run
+    out = tmp_path / "offload"
+    offload = launch("fsdp2-offload", 2, out, tiny_model_dir, pairs, *COMMON, "--save_strategy", "no")
+    assert offload[0]["fsdp_offload"] == "CPUOffloadPolicy" and ranks[0]["fsdp_offload"] == "OffloadPolicy"
+    assert offload[0]["checksums"] == offload[1]["checksums"]
+    assert all(local == full // 2 for local, full in offload[0]["shards"].values())
+    for a, b in zip(losses(out), losses(reference), strict=True):
+        assert a == pytest.approx(b, rel=1e-5)
