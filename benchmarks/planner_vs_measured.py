@@ -54,6 +54,8 @@ RUNS = [
     ("smollm2 full", DEMO, "fsdp2", 2, SMOL_FULL),
     ("smollm2 lora", DEMO, "fsdp2", 2, []),
     ("smollm2 qlora", DEMO, "fsdp2", 2, QLORA),
+    ("tiny full", TINY, "fsdp2-offload", 2, []),
+    ("smollm2 lora", DEMO, "fsdp2-offload", 2, []),
 ]
 # glibc's threshold fixed at 1 MiB: allocations above it are mmapped and unmapped when freed.
 ALLOCATORS = {"returning": {"MALLOC_MMAP_THRESHOLD_": str(2**20)}, "glibc": {}}

@@ -21,6 +21,7 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 from orpo_dist.errors import UserError  # noqa: E402
 from orpo_dist.planner.inputs import inputs_from_recipe, plan_recipe  # noqa: E402
+from orpo_dist.strategies import FULL_OFFLOAD, strategy  # noqa: E402
 from orpo_dist.planner.activations import activation_bytes  # noqa: E402
 from orpo_dist.planner.memory import STRATEGIES, estimate  # noqa: E402
 from orpo_dist.planner.spec import GiB, Assumptions, Hardware, Workload  # noqa: E402
@@ -193,15 +194,18 @@ def test_seed_tutorial_llama3_8b_qlora_fits_16gb_at_about_10gb():
 
 @pytest.mark.parametrize("max_length", [1024, 2048])
 def test_answerdotai_70b_qlora_on_two_24gb_gpus_needs_cpu_offload(tmp_path, max_length):
-    """AnswerDotAI's fsdp_qlora: Llama-2-70B QLoRA on 2 x 24 GB fits only with CPU offload."""
+    """AnswerDotAI's fsdp_qlora: Llama-2-70B QLoRA on 2 x 24 GB fits only with CPU offload of the
+    parameters too (their run: FSDP with CPU offload, which fsdp2-offload is)."""
     config = {"model_type": "llama", "hidden_size": 8192, "intermediate_size": 28672, "num_hidden_layers": 80,
               "num_attention_heads": 64, "num_key_value_heads": 8, "vocab_size": 32000,
               "tie_word_embeddings": False}  # meta-llama/Llama-2-70b-hf's config.json
     (tmp_path / "config.json").write_text(json.dumps(config))
     workload = Workload(max_length=max_length, micro_batch=1, lora_r=64, lora_targets="all-linear")
     plan = estimate(resolve_shape(str(tmp_path)), "qlora", Hardware(gpus_per_node=2, gpu_mem_gib=24), workload)
-    assert [e.strategy for e in plan.estimates if e.fits] == ["zero3-offload-all"]
-    assert recommend(plan).strategy == "zero3-offload-all"
+    fits = [e.strategy for e in plan.estimates if e.fits]
+    assert fits == ["fsdp2-offload", "zero3-offload-all"]
+    assert all(strategy(name).offload == FULL_OFFLOAD for name in fits)
+    assert recommend(plan).strategy == "fsdp2-offload"
     # the same run on 80 GB GPUs needs no offload
     big = estimate(plan.shape, "qlora", Hardware(gpus_per_node=2, gpu_mem_gib=80), workload)
     assert recommend(big).strategy == "ddp"
