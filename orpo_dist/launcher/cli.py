@@ -23,6 +23,7 @@ from ..strategies import AUTO, STRATEGIES
 
 EPILOG = """examples:
   orpo-dist launch --strategy zero3 --num-processes 2 tiny
+  orpo-dist launch --strategy fsdp2 --num-processes 8 RECIPE   # torch's FSDP2 instead of ZeRO-3
   orpo-dist launch --strategy ddp --num-processes 8 llama3-8b-qlora --learning_rate 5e-6
   orpo-dist launch --strategy auto --num-processes 8 my-recipe.yaml
   # two machines, 8 GPUs each; run on each node (rank from the flag or MACHINE_RANK/NODE_RANK):
