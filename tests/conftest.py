@@ -69,6 +69,15 @@ def pairs(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def ddp_run(tmp_path_factory, tiny_model_dir, pairs):
+    """DDP over 2 processes, six steps, no checkpoints: the reference of the DDP and FSDP2 tests."""
+    from .dist_runs import SIX_STEPS, launch
+
+    out = tmp_path_factory.mktemp("ddp") / "run"
+    return out, launch("ddp", 2, out, tiny_model_dir, pairs, *SIX_STEPS, "--save_strategy", "no")
+
+
+@pytest.fixture(scope="session")
 def slurm_cluster() -> dict[str, str]:
     """{"SLURM_CONF": ...} of a running local cluster (started here if `status` says it is not up)."""
     status = subprocess.run(["bash", str(SLURM_CLUSTER), "status"], capture_output=True, text=True, timeout=120)

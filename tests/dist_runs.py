@@ -25,6 +25,9 @@ PROBE = REPO / "tests" / "dist_probe.py"
 TINY = REPO / "orpo_dist" / "recipes" / "tiny.yaml"
 ROWS = 96
 PROBE_INPUT = [[1, 42, 314, 2718, 28, 99, 7]]  # dist_probe's fixed input for the logits it records
+# Six steps of 2 x 4 pairs; a head chunk of 5 positions, so that ranks hold different numbers of
+# chunks (ZeRO-3 must still issue the same collectives on each: orpo/fast/head.py).
+SIX_STEPS = ("--max_steps", "6", "--per_device_train_batch_size", "4", "--orpo_chunk_size", "5")
 
 
 def write_pairs(path: Path) -> Path:

@@ -30,4 +30,4 @@ def test_bench_reports_both_arms(tmp_path):
 def test_bench_refuses_a_bad_layout():
     result = run_cli("bench", "--strategy", "single", "--num-processes", "2")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "--strategy single runs one process" in result.stderr
+    assert "strategy single runs one process, not 2" in result.stderr

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from .dist_runs import (
-    ROWS, TINY, assert_adapter_trained, continue_checkpoint, launch, launch_log, losses, relative_diffs, reloaded_logits,
+    ROWS, SIX_STEPS, TINY, assert_adapter_trained, continue_checkpoint, launch, launch_log, losses, relative_diffs, reloaded_logits,
 )
 from .helpers import train_logs
 
@@ -108,12 +108,12 @@ def assert_logs_equal_trls(out, reference):
     print(f"{out.name} against TRL's trainer: largest relative difference of a logged figure {worst:.1e}")
 
 
-def test_ddp_fast_step_equals_trls_trainer_and_one_stock_process(tmp_path, tiny_model_dir, pairs, stock_single_run):
-    out, reference = tmp_path / "ddp-fast", tmp_path / "ddp-trl"
-    common = ["--max_steps", "6", "--save_strategy", "no", "--per_device_train_batch_size", "4"]
-    ranks = launch("ddp", 2, out, tiny_model_dir, pairs, *common)
+def test_ddp_fast_step_equals_trls_trainer_and_one_stock_process(ddp_run, tmp_path, tiny_model_dir, pairs,
+                                                                 stock_single_run):
+    (out, ranks), reference = ddp_run, tmp_path / "ddp-trl"
     assert ranks[0]["trainer"] == "fast" and ranks[0]["checksums"] == ranks[1]["checksums"]
-    trl = launch("ddp", 2, reference, tiny_model_dir, pairs, *common, env={"PROBE_REFERENCE": "trl"})
+    trl = launch("ddp", 2, reference, tiny_model_dir, pairs, *SIX_STEPS, "--save_strategy", "no",
+                 env={"PROBE_REFERENCE": "trl"})
     assert trl[0]["trainer"] == "trl" and trl[0]["micro_batches"] == ranks[0]["micro_batches"]
     assert_logs_equal_trls(out, reference)
     # Against one process with the same global batch: each rank averages its NLL over its own tokens

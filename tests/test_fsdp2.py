@@ -3,7 +3,8 @@
 The runs go through accelerate's own FSDP2 code (fully_shard per decoder layer, DCP checkpoints),
 reached on CPU processes by orpo_dist/cpu_fsdp.py; what only a GPU can show (NCCL, bf16 mixed
 precision, speed) is benchmarks/gpu_check.sh's. LoRA and QLoRA adapters under FSDP2:
-test_distributed.py's adapter test, parametrised over both engines.
+test_distributed.py's adapter test, parametrised over both engines; a rank killed with SIGKILL,
+then --resume repeating the losses: test_dead_rank.py, likewise.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import json
 import pytest
 import torch
 
-from .dist_runs import continue_checkpoint, launch, launch_log, losses, relative_diffs, reloaded_logits
+from .dist_runs import SIX_STEPS, continue_checkpoint, launch, launch_log, losses, relative_diffs, reloaded_logits
 from .helpers import train_logs
 
 pytestmark = pytest.mark.slow
-COMMON = ("--max_steps", "6", "--per_device_train_batch_size", "4", "--orpo_chunk_size", "5")
+COMMON = SIX_STEPS
 ELASTIC_RTOL = 2e-3  # as for ZeRO-3 (test_distributed.py): per-rank NLL averaging changes with the ranks
 
 
@@ -43,11 +44,11 @@ def test_each_rank_holds_its_half_of_every_parameter_and_ranks_agree(fsdp2_run):
     assert json.loads((checkpoint / "COMPLETE").read_text())["world_size"] == 2
 
 
-def test_losses_equal_ddp_on_the_same_global_batch(fsdp2_run, tmp_path, tiny_model_dir, pairs):
+def test_losses_equal_ddp_on_the_same_global_batch(fsdp2_run, ddp_run):
     out, ranks = fsdp2_run
-    ddp = launch("ddp", 2, tmp_path / "ddp", tiny_model_dir, pairs, *COMMON, "--save_strategy", "no")
+    ddp_out, ddp = ddp_run
     assert ddp[0]["micro_batches"] == ranks[0]["micro_batches"]
-    for ours, theirs in zip(train_logs(out), train_logs(tmp_path / "ddp"), strict=True):
+    for ours, theirs in zip(train_logs(out), train_logs(ddp_out), strict=True):
         for key in ("loss", "nll_loss", "log_odds_ratio", "rewards/margins"):
             assert ours[key] == pytest.approx(theirs[key], rel=1e-5, abs=1e-6), (ours["step"], key)
         # The logged norm is computed over the DTensor shards: measured 1e-5 to 1e-4 apart from DDP's
@@ -64,17 +65,6 @@ def test_the_final_model_is_saved_whole_and_reloads_with_the_same_logits(fsdp2_r
     reference = load_file(tiny_model_dir / "model.safetensors")
     assert {k: v.shape for k, v in saved.items()} == {k: v.shape for k, v in reference.items()}
     torch.testing.assert_close(reloaded_logits(out), torch.tensor(ranks[0]["logits"]), rtol=1e-5, atol=1e-5)
-
-
-def test_kill_9_and_resume_repeat_the_next_losses(fsdp2_run, tmp_path, tiny_model_dir, pairs):
-    reference, _ = fsdp2_run
-    out = tmp_path / "killed"
-    launch("fsdp2", 2, out, tiny_model_dir, pairs, *COMMON, "--save_steps", "3", crash_at=4, check=False)
-    assert [r["step"] for r in train_logs(out)] == [1, 2, 3]  # died after step 4, before logging it
-    launch("fsdp2", 2, out, tiny_model_dir, pairs, *COMMON, "--save_steps", "3", "--resume")
-    assert "resuming from" in launch_log(out)
-    diffs = relative_diffs(train_logs(out), train_logs(reference), {4, 5, 6})
-    assert len(diffs) == 3 and max(diffs) < 1e-5, diffs
 
 
 def test_resume_on_one_process_reshards_and_keeps_the_global_batch(fsdp2_run, tmp_path, tiny_model_dir, pairs):
