@@ -14,7 +14,13 @@ from .errors import UserError
 # Names of attention projections across common architectures: LoRA's targets when a recipe names none.
 ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "query_key_value", "c_attn", "Wqkv")
 
+# The attention projections of llama-style models (q, k, v, o): LoRA's usual targets.
+LLAMA_ATTENTION = ATTENTION_PROJECTIONS[:4]
+
 METHODS = ("full", "lora", "qlora")
+
+DEFAULT_MAX_LENGTH = 1024  # tokens per sequence, prompt + answer: TRL's ORPOConfig default
+DEFAULT_CHUNK_SIZE = 1024  # the fast step's positions per chunk of the vocabulary projection
 
 # CausalLMs whose forward is exactly `logits = lm_head(model(...).last_hidden_state)`: where the fast
 # ORPO step (orpo_dist/orpo_step/) is exact, and what the planner plans it for.

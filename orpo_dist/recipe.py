@@ -72,8 +72,6 @@ class DataArguments(ScriptArguments):
         check_data_values(lambda name: getattr(self, name, None))
         if isinstance(self.dataset_columns, str):
             self.dataset_columns = parse_mapping(self.dataset_columns, "dataset_columns")
-        if not 0.0 <= self.eval_split_size < 1.0:
-            raise UserError(f"eval_split_size must be in [0, 1), got {self.eval_split_size}")
 
 
 @dataclass

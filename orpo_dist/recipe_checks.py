@@ -108,6 +108,9 @@ def check_data_values(get: Callable[[str], Any]) -> None:
         value = get(name)
         if value is not None and (not _is_int(value) or value < 1):
             raise UserError(f"{name} is {value!r}: it must be a whole number of at least 1, or left out")
+    split = get("eval_split_size")
+    if split is not None and not (isinstance(split, (int, float)) and not isinstance(split, bool) and 0 <= split < 1):
+        raise UserError(f"eval_split_size must be in [0, 1) (the share of rows held out; 0 = none), got {split!r}")
 
 
 JINJA_MARKERS = ("{{", "{%")

@@ -15,17 +15,12 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+from .helpers import TINY_LLAMA_SHAPE  # noqa: E402
+
 SLURM_CLUSTER = Path(__file__).resolve().parent.parent / "scripts" / "local-cluster.sh"
 
 # A llama small enough to train in seconds on 2 cores, with the demo tokenizer's vocabulary.
-TINY_LLAMA = dict(
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=512,
-)
+TINY_LLAMA = dict(TINY_LLAMA_SHAPE, max_position_embeddings=512)
 
 
 @pytest.fixture(scope="session")

@@ -19,10 +19,10 @@ import torch
 
 from orpo_dist.launcher.command import Layout, build
 
-from .helpers import REPO, train_logs
+from .helpers import REPO, TINY_RECIPE, train_logs
 
 PROBE = REPO / "tests" / "dist_probe.py"
-TINY = REPO / "orpo_dist" / "recipes" / "tiny.yaml"
+TINY = TINY_RECIPE
 ROWS = 96
 PROBE_INPUT = [[1, 42, 314, 2718, 28, 99, 7]]  # dist_probe's fixed input for the logits it records
 # Six steps of 2 x 4 pairs; a head chunk of 5 positions, so that ranks hold different numbers of

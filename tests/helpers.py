@@ -12,6 +12,19 @@ REPO = Path(__file__).resolve().parent.parent
 TINY_RECIPE = REPO / "orpo_dist" / "recipes" / "tiny.yaml"
 
 
+# A llama small enough to train in seconds on 2 cores (the tiny recipe's shape: orpo_dist/recipes/tiny.yaml).
+TINY_LLAMA_SHAPE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                        num_key_value_heads=2)
+
+
+def write_jsonl(path, rows, opener=open):
+    """Rows (dicts, or strings written as they are: damaged lines) one per line; returns `path`."""
+    with opener(path, "wt", encoding="utf-8") as f:
+        for row in rows:
+            f.write((row if isinstance(row, str) else json.dumps(row)) + "\n")
+    return path
+
+
 def read_jsonl(path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 

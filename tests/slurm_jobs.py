@@ -8,9 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from .helpers import REPO, train_logs
+from .helpers import REPO, TINY_RECIPE, train_logs
 
-TINY = REPO / "orpo_dist" / "recipes" / "tiny.yaml"
+TINY = TINY_RECIPE
 
 
 def read_until(proc, marker: str, timeout: float = 300) -> str:

@@ -28,6 +28,7 @@ CASES = [
     ("max_length 0", ["--max_length", "0"], "max_length is 0"),
     ("max_prompt_length 0", ["--max_prompt_length", "0"], "max_prompt_length is 0"),
     ("chunk size 0", ["--orpo_chunk_size", "0"], "orpo_chunk_size is 0"),
+    ("held-out share 1.5", "eval_split_size: 1.5", "eval_split_size must be in [0, 1)"),
     ("negative warmup", ["--warmup_steps=-3"], "warmup_steps is -3"),
     ("nothing to train", ["--num_train_epochs", "0", "--max_steps=-1"], "num_train_epochs is 0.0 and max_steps is unset"),
     ("max_train_samples 0", ["--max_train_samples", "0"], "max_train_samples is 0"),

@@ -23,6 +23,14 @@ def test_bench_reports_both_arms(tmp_path):
     # the same pairs are counted the same way for both arms
     assert [s["unique_tokens"] for s in figures["stock"]["steps"]] == [s["unique_tokens"] for s in figures["fast"]["steps"]]
     assert figures["max_abs_loss_diff"] < 1e-5
+    # MFU: the same model FLOPs for both arms (ORPO's work, not what an arm computes on top), so
+    # their MFU ratio is their speed ratio; on a CPU, against the fp32 matmul probe of this run.
+    assert "fp32 matmul probe" in figures["peak_flops"]["source"] and figures["peak_flops"]["flops_per_s"] > 1e9
+    for arm in ("stock", "fast"):
+        assert 0 < figures[arm]["mfu"] < 1
+    assert figures["fast"]["mfu"] / figures["stock"]["mfu"] == pytest.approx(
+        figures["fast"]["unique_tokens_per_s"] / figures["stock"]["unique_tokens_per_s"])
+    assert "MFU %" in result.stdout
     assert figures["speedup"] == pytest.approx(figures["fast"]["pairs_per_s"] / figures["stock"]["pairs_per_s"])
     assert "fast/stock" in result.stdout and "speedup" in result.stdout
 

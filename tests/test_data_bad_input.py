@@ -12,13 +12,9 @@ from orpo_dist.data import DataUnusable, prepare_datasets
 from orpo_dist.errors import UserError
 from orpo_dist.recipe import DataArguments
 
+from .helpers import write_jsonl
+
 GOOD = {"prompt": "Is water wet?", "chosen": "Yes.", "rejected": "Banana."}
-
-
-def write_jsonl(path, rows):
-    lines = [row if isinstance(row, str) else json.dumps(row) for row in rows]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 def prepare(path, tokenizer=None, max_length=1024, **kwargs):

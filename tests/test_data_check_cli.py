@@ -10,13 +10,10 @@ import pytest
 
 from orpo_dist.cli import main
 
+from .helpers import write_jsonl
+
 HH_FILE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "hh-rlhf-harmless-base" / "test.jsonl.gz"
 GOOD = {"prompt": "Is water wet?", "chosen": "Yes, it is.", "rejected": "Banana."}
-
-
-def write_jsonl(path, rows):
-    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n")
-    return str(path)
 
 
 def check(capsys, *argv, tokenizer=None):

@@ -14,19 +14,14 @@ import pytest
 from orpo_dist.data import PreparedData, main_process_log, prepare_datasets
 from orpo_dist.recipe import DataArguments
 
+from .helpers import write_jsonl
+
 END = "<|im_end|>\n"  # SmolLM2's end of turn, as rendered after an assistant message
 
 STANDARD = [
     {"prompt": f"What is {i} + {i}?", "chosen": f"It is {2 * i}.", "rejected": f"It is {2 * i + 1}.", "id": i}
     for i in range(10)
 ]
-
-
-def write_jsonl(path, rows, opener=open):
-    with opener(path, "wt", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-    return path
 
 
 def data_args(path, **kwargs) -> DataArguments:

@@ -29,9 +29,11 @@ from orpo_dist.planner.recommend import max_micro_batch, recommend, require_fit,
 from orpo_dist.planner.report import format_plan, plan_json  # noqa: E402
 from orpo_dist.planner.shapes import lora_params, resolve_shape  # noqa: E402
 
+from .helpers import TINY_LLAMA_SHAPE  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 QKVO = ("q_proj", "k_proj", "v_proj", "o_proj")
-TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+TINY = TINY_LLAMA_SHAPE
 
 
 def plan_cli(*args: str) -> tuple[int, str, str]:

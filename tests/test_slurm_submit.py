@@ -170,6 +170,21 @@ def test_bad_requests_are_refused_before_submission(slurm_env, tmp_path, capsys,
     assert not (tmp_path / "x" / "submitit").exists()  # nothing was submitted
 
 
+def test_a_recipe_value_the_nodes_would_refuse_is_refused_on_the_login_node(slurm_env, tmp_path, capsys,
+                                                                            monkeypatch):
+    """The recipe's checks run where the job is submitted (recipe_checks.py, shared with training),
+    not first on the nodes."""
+    from orpo_dist.cli import main
+
+    for name, value in slurm_env.items():
+        monkeypatch.setenv(name, value)
+    status = main(["submit", "--gpus-per-node", "0", "--nodes", "2", str(TINY), "--output_dir", str(tmp_path / "x"),
+                   "--eval_split_size", "1.5"])
+    err = capsys.readouterr().err
+    assert status == 2 and "eval_split_size must be in [0, 1)" in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
+
+
 def test_bad_recipe_and_missing_slurm_are_refused(slurm_env, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model_name_or_path: x\noutput_dir: /tmp/x\nbeta_: 1\n")

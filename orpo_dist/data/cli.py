@@ -12,9 +12,9 @@ import os
 
 from ..arg_types import whole
 from ..errors import UserError
+from ..model_rules import DEFAULT_MAX_LENGTH
 
 DEFAULT_TOKENIZER = "smollm2-135m-instruct"
-DEFAULT_MAX_LENGTH = 1024  # ORPOConfig's default
 FORMAT_CHOICES = ["auto", "standard", "conversational", "hh", "sharegpt"]
 
 

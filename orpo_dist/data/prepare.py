@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import UserError
+from ..model_rules import DEFAULT_MAX_LENGTH
 from .formats import CATEGORY_COLUMNS, DESCRIPTION, REQUIRED, column_map, detect_format, to_pair
 from .render import Renderer
 from .report import STRICT_LIST, BadRow, BadRowError, DataReport, DataUnusable, SplitReport, format_bad_rows
@@ -197,7 +198,7 @@ def check_command(args, max_length: int | None, max_prompt_length: int | None = 
         words += ["--config", args.dataset_config]
     if args.dataset_train_split != "train":
         words += ["--train-split", args.dataset_train_split]
-    if max_length != 1024:
+    if max_length != DEFAULT_MAX_LENGTH:
         words += ["--max-length", str(max_length or 0)]
     if max_prompt_length:
         words += ["--max-prompt-length", str(max_prompt_length)]

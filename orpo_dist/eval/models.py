@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from ..model_rules import DEFAULT_MAX_LENGTH  # for targets outside any run
 from ..hub_access import looks_local
 from ..run_folder import RECIPE_FILE
 
-DEFAULT_MAX_LENGTH = 1024  # TRL's ORPOConfig default, for targets outside any run
 
 
 @dataclass

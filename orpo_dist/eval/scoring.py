@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from ..data.report import BadRowError
+from ..model_rules import DEFAULT_CHUNK_SIZE
 from ..data.tokenize import tokenize_pairs as tokenize_rows
 from ..orpo.fast.head import target_logps
 from ..orpo.fast.hidden import per_pair_mean, target_hidden
@@ -65,7 +66,7 @@ def _causal_lm(model):
 
 
 @torch.no_grad()
-def pair_logps(model, tokenized: list[dict], pad_token_id: int, chunk_size: int = 1024,
+def pair_logps(model, tokenized: list[dict], pad_token_id: int, chunk_size: int = DEFAULT_CHUNK_SIZE,
                token_budget: int = TOKEN_BUDGET, progress=None) -> tuple[list[float], list[float]]:
     """(chosen, rejected): each pair's mean per-token answer log-prob, in the order of `tokenized`.
     `progress(n)` is called after each micro-batch with the number of pairs it scored."""

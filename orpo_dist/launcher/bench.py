@@ -23,7 +23,8 @@ from ..arg_types import positive, whole
 from ..atomic import write_text
 from ..errors import UserError
 from ..strategies import ONE_PROCESS, STRATEGIES
-from .command import Layout, build
+from .command import DEFAULT_PORT, Layout, build
+from .mfu import machine_peak, model_flops
 
 ARMS = ("stock", "fast")
 ENTRY = ("-m", "orpo_dist.bench_arm")
@@ -58,7 +59,7 @@ def _arm_command(arm: str, args, recipe: str, overrides: list[str], work: Path):
     arm_args = [*overrides, "--orpo_step", arm, "--output_dir", str(work / arm), "--max_steps", str(steps),
                 "--logging_steps", "1", "--save_strategy", "no", "--eval_strategy", "no", "--report_to", "none",
                 "--bench_dir", str(work), "--bench_arm", arm, "--bench_warmup", str(args.warmup)]
-    port = 29500 + (17 if arm == "fast" else 0) + os.getpid() % 1000
+    port = DEFAULT_PORT + (17 if arm == "fast" else 0) + os.getpid() % 1000
     return build(args.strategy, Layout(args.num_processes, main_process_port=port), recipe, arm_args, entry=ENTRY)
 
 
@@ -88,7 +89,9 @@ def _kill_arm(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def summarise(work: Path, arm: str, warmup: int, steps: int, ranks: int) -> dict:
+def summarise(work: Path, arm: str, warmup: int, steps: int, ranks: int, shape=None, peak=None) -> dict:
+    """One arm's figures over its measured steps; with the model's shape and the machine's peak
+    (mfu.py), its model FLOP/s and MFU too."""
     per_step = []
     for step in range(warmup + 1, warmup + steps + 1):
         records = [json.loads((work / f"done-{arm}-{step}-{r}.json").read_text()) for r in range(ranks)]
@@ -101,7 +104,11 @@ def summarise(work: Path, arm: str, warmup: int, steps: int, ranks: int) -> dict
     cuda = [p["cuda_peak_gib"] for p in peak_records if p.get("cuda_peak_gib") is not None]  # GPUs only
     metrics = [json.loads(line) for line in (work / arm / "metrics.jsonl").read_text().splitlines() if line.strip()]
     losses = {m["step"]: m["loss"] for m in metrics if "loss" in m and "train_runtime" not in m}
+    flops = (sum(model_flops(shape, s["unique_tokens"], s["pairs"]) for s in per_step) / seconds
+             if shape is not None else None)
     return {
+        "model_flops_per_s": flops,
+        "mfu": flops / peak.flops_per_s if flops is not None and peak is not None else None,
         "s_per_step": seconds / steps,
         "pairs_per_s": sum(s["pairs"] for s in per_step) / seconds,
         "unique_tokens_per_s": sum(s["unique_tokens"] for s in per_step) / seconds,
@@ -111,6 +118,17 @@ def summarise(work: Path, arm: str, warmup: int, steps: int, ranks: int) -> dict
         "steps": per_step,
         "losses": [losses.get(step) for step in range(1, warmup + steps + 1)],
     }
+
+
+def _model_shape(values: dict):
+    """The recipe's model shape for the model FLOPs (None, with a note, when it cannot be sized)."""
+    from ..planner.inputs import inputs_from_recipe
+
+    try:
+        return inputs_from_recipe(values)[0]
+    except UserError as err:
+        print(f"orpo-dist bench: no model FLOPs / MFU: the model cannot be sized ({str(err).splitlines()[0]})")
+        return None
 
 
 def compare(stock: dict, fast: dict) -> dict:
@@ -126,16 +144,25 @@ def compare(stock: dict, fast: dict) -> dict:
 
 def format_table(result: dict) -> str:
     s, f = result["stock"], result["fast"]
-    rows = [("pairs / s", "pairs_per_s", "{:.3f}"), ("unique tokens / s", "unique_tokens_per_s", "{:.0f}"),
-            ("s / step", "s_per_step", "{:.2f}"), ("peak GiB / process", "peak_gib", "{:.2f}")]
+    # (label, the figure of an arm's summary, format)
+    rows = [("pairs / s", lambda a: a["pairs_per_s"], "{:.3f}"),
+            ("unique tokens / s", lambda a: a["unique_tokens_per_s"], "{:.0f}"),
+            ("s / step", lambda a: a["s_per_step"], "{:.2f}")]
+    if s.get("mfu") is not None and f.get("mfu") is not None:
+        rows += [("model GFLOP / s", lambda a: a["model_flops_per_s"] / 1e9, "{:.1f}"),
+                 ("MFU %", lambda a: 100 * a["mfu"], "{:.1f}")]
+    rows.append(("peak GiB / process", lambda a: a["peak_gib"], "{:.2f}"))
     if s.get("cuda_peak_gib") and f.get("cuda_peak_gib"):
-        rows.append(("peak CUDA GiB / proc.", "cuda_peak_gib", "{:.2f}"))
+        rows.append(("peak CUDA GiB / proc.", lambda a: a["cuda_peak_gib"], "{:.2f}"))
     lines = [f"{'':22}{'stock':>14}{'fast':>14}{'fast/stock':>12}"]
-    for label, key, fmt in rows:
-        a, b = s[key], f[key]
+    for label, figure, fmt in rows:
+        a, b = figure(s), figure(f)
         ratio = f"{b / a:.2f}x" if a and b else "-"
         lines.append(f"{label:22}{fmt.format(a) if a is not None else '-':>14}"
                      f"{fmt.format(b) if b is not None else '-':>14}{ratio:>12}")
+    if result.get("peak_flops") and s.get("mfu") is not None:
+        lines.append(f"MFU: model FLOPs (6 x non-embedding params x unique tokens + the head at the targets) "
+                     f"against {result['peak_flops']['source']}")
     diff = result["max_abs_loss_diff"]
     lines.append(f"speedup {result['speedup']:.2f}x, memory ratio "
                  f"{result['memory_ratio']:.2f}" if result["memory_ratio"] else f"speedup {result['speedup']:.2f}x")
@@ -165,7 +192,8 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="orpo-bench-") as tmp:
         work = Path(tmp)
         recipe = args.config or DEFAULT_RECIPE
-        check_without_hardware(recipe, overrides)
+        shape = _model_shape(check_without_hardware(recipe, overrides))
+        peak = machine_peak(args.num_processes)  # before the arms start: the machine is idle
         procs = {}
         for arm in ARMS:
             command = _arm_command(arm, args, recipe, overrides, work)
@@ -192,8 +220,10 @@ def main(argv: list[str]) -> int:
             for proc in procs.values():
                 _kill_arm(proc)
             raise
-        result = {arm: summarise(work, arm, args.warmup, args.steps, args.num_processes) for arm in ARMS}
+        result = {arm: summarise(work, arm, args.warmup, args.steps, args.num_processes, shape, peak)
+                  for arm in ARMS}
     result.update(compare(result["stock"], result["fast"]))
+    result["peak_flops"] = {"flops_per_s": peak.flops_per_s, "source": peak.source}
     result["setup"] = {"config": args.config or "demo", "overrides": overrides, "strategy": args.strategy,
                        "num_processes": args.num_processes, "steps": args.steps, "warmup": args.warmup}
     print(format_table(result))

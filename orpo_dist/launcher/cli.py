@@ -17,7 +17,7 @@ import sys
 from ..arg_types import PORT, positive, whole
 from ..errors import INTERRUPTED, Interrupted, UserError
 from ..run_folder import check_new_run_folder, last_checkpoint, resume_advice, was_stopped
-from .command import build, gpu_count, ignore_stop_signals, layout_from_env
+from .command import DEFAULT_PORT, build, gpu_count, ignore_stop_signals, layout_from_env
 from .failures import StderrRelay, failure_message
 from ..strategies import AUTO, STRATEGIES
 
@@ -43,7 +43,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-machines", type=whole(1), default=1)
     p.add_argument("--machine-rank", type=whole(0), help="this machine's rank (default: MACHINE_RANK/NODE_RANK)")
     p.add_argument("--main-process-ip", help="rank-0 machine's address (default: MASTER_ADDR)")
-    p.add_argument("--main-process-port", type=PORT, help="rendezvous port (default: MASTER_PORT or 29500)")
+    p.add_argument("--main-process-port", type=PORT, help=f"rendezvous port (default: MASTER_PORT or {DEFAULT_PORT})")
     p.add_argument("--gpu-mem", type=positive, help="GiB per GPU for --strategy auto (default: measured)")
     p.add_argument("--force", action="store_true", help="launch even if the planner says it will not fit")
     p.add_argument("--dry-run", action="store_true", help="print the command and exit")

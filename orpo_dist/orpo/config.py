@@ -16,12 +16,13 @@ from typing import Any
 from transformers import TrainingArguments
 
 from ..errors import UserError
-from ..model_rules import CHECKPOINT_POLICIES, DEFAULT_CHECKPOINT_POLICY, DEFAULT_LOGITS_BUDGET_MB
+from ..model_rules import (
+    CHECKPOINT_POLICIES, DEFAULT_CHECKPOINT_POLICY, DEFAULT_CHUNK_SIZE, DEFAULT_LOGITS_BUDGET_MB, DEFAULT_MAX_LENGTH,
+)
 
 # orpo_step: the fast step wherever it is exact for the model (auto), always (fast), or the padded
 # forward of TRL's algorithm (stock). orpo/select.py decides.
 STEPS = ("auto", "fast", "stock")
-DEFAULT_MAX_LENGTH = 1024  # TRL's default
 
 
 @dataclass
@@ -100,7 +101,7 @@ class OrpoConfig(TrainingArguments):
         },
     )
     orpo_chunk_size: int = field(
-        default=1024,
+        default=DEFAULT_CHUNK_SIZE,
         metadata={"help": "Fast step: positions per chunk of the vocabulary projection (memory: chunk x vocab floats)."},
     )
     orpo_activation_checkpointing: str = field(

@@ -14,6 +14,7 @@ import json
 
 from ..arg_types import positive, whole
 from ..errors import UserError
+from ..model_rules import DEFAULT_MAX_LENGTH
 
 EPILOG = """examples:
   orpo-dist plan --model meta-llama/Meta-Llama-3-70B --method lora --gpus-per-node 8 --gpu-mem 80
@@ -49,7 +50,7 @@ def make_parser() -> argparse.ArgumentParser:
     hw.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
                     help="cpu: fp32 CPU processes standing in for GPUs (--gpu-mem = RAM per process)")
     wl = p.add_argument_group("workload (defaults: the recipe's, else TRL's)")
-    wl.add_argument("--max-length", type=int, help="tokens per sequence (default 1024)")
+    wl.add_argument("--max-length", type=int, help=f"tokens per sequence (default {DEFAULT_MAX_LENGTH})")
     wl.add_argument("--batch", type=int, help="per-device micro-batch in preference pairs (default 1 without a recipe)")
     wl.add_argument("--grad-accum", type=int, help="gradient accumulation steps (default 1)")
     wl.add_argument("--global-batch", type=int,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import builtin_models
 from ..errors import UserError
 from ..hub_access import hub_unreachable, offline
 from ..model_rules import apply_config_overrides, default_lora_targets
@@ -70,8 +71,7 @@ BUILTIN: dict[str, tuple[str, dict[str, Any]]] = {
 # Extra spellings. Instruct/chat variants share their base model's shape, so "-Instruct" is
 # dropped before looking a name up (see _key); these cover the names that differ otherwise.
 ALIASES = {
-    "smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M",  # orpo-dist's offline demo model
-    "smollm2": "HuggingFaceTB/SmolLM2-135M",
+    **{alias: "HuggingFaceTB/SmolLM2-135M" for alias in builtin_models.ALIASES},  # the offline demo model
     "meta-llama/Meta-Llama-3.1-8B": "meta-llama/Llama-3.1-8B",
     "meta-llama/Meta-Llama-3.1-70B": "meta-llama/Llama-3.1-70B",
     "mistralai/Mistral-7B-v0.2": "mistralai/Mistral-7B-v0.1",

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UserError
-from ..model_rules import DEFAULT_CHECKPOINT_POLICY, DEFAULT_LOGITS_BUDGET_MB
+from ..model_rules import DEFAULT_CHECKPOINT_POLICY, DEFAULT_CHUNK_SIZE, DEFAULT_LOGITS_BUDGET_MB, DEFAULT_MAX_LENGTH
 
 GiB = 2**30
 DEVICES = ("cuda", "cpu")
@@ -69,7 +69,7 @@ class Hardware:
 
 @dataclass(frozen=True)
 class Workload:
-    max_length: int = 1024  # tokens per sequence (prompt + completion)
+    max_length: int = DEFAULT_MAX_LENGTH  # tokens per sequence (prompt + completion)
     micro_batch: int = 1  # preference pairs per device per step (per_device_train_batch_size)
     grad_accum: int = 1
     gradient_checkpointing: bool = True
@@ -82,7 +82,7 @@ class Workload:
     dtype: str | None = None  # weights dtype; None = bfloat16 on GPUs, float32 on CPU (as orpo-dist loads)
     global_batch: int | None = None  # pairs per optimizer step; None = micro_batch x grad_accum x world
     fast_step: bool = False  # orpo-dist's fast ORPO step: the head runs in chunks, no full logits
-    orpo_chunk_size: int = 1024  # fast step: positions per head chunk
+    orpo_chunk_size: int = DEFAULT_CHUNK_SIZE  # fast step: positions per head chunk
     orpo_logits_budget_mb: int = DEFAULT_LOGITS_BUDGET_MB  # fast step: fp32 head logits kept when they fit
     checkpoint_policy: str = DEFAULT_CHECKPOINT_POLICY  # fast step: orpo_activation_checkpointing
 

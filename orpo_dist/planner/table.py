@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..model_rules import DEFAULT_MAX_LENGTH, LLAMA_ATTENTION
 from .memory import estimate
 from .spec import Assumptions, Hardware, Workload
 from .recommend import recommend
@@ -35,9 +36,9 @@ def cell(model: str, method: str, gpus: int, mem: int, workload: Workload,
     return f"{rec.strategy} (≤{rec.max_micro_batch})" if rec.strategy else "-"
 
 
-def render(max_length: int = 1024, host_gib_per_gpu: float = HOST_GIB_PER_GPU) -> str:
+def render(max_length: int = DEFAULT_MAX_LENGTH, host_gib_per_gpu: float = HOST_GIB_PER_GPU) -> str:
     workload = Workload(max_length=max_length, micro_batch=1, gradient_checkpointing=True, lora_r=16,
-                        lora_targets=("q_proj", "k_proj", "v_proj", "o_proj"), optim="adamw_torch_fused")
+                        lora_targets=LLAMA_ATTENTION, optim="adamw_torch_fused")
     lines = []
     for model in MODELS:
         lines += [f"**{model}** (max_length {max_length}, gradient checkpointing on, AdamW; LoRA/QLoRA r=16 on "
@@ -60,7 +61,7 @@ def render(max_length: int = 1024, host_gib_per_gpu: float = HOST_GIB_PER_GPU) -
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m orpo_dist.planner.table", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--max-length", type=int, default=1024)
+    parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH)
     parser.add_argument("--host-gib-per-gpu", type=float, default=HOST_GIB_PER_GPU,
                         help="host memory per GPU, for the offload strategies (default %(default)s)")
     args = parser.parse_args(argv)

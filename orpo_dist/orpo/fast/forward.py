@@ -10,6 +10,7 @@ layer recomputes in the backward).
 
 from __future__ import annotations
 
+from ...model_rules import DEFAULT_CHUNK_SIZE
 from ..forward import PolicyOutput
 from . import checkpointing
 from .head import target_logps
@@ -26,7 +27,7 @@ def _sharded_by_fsdp2(model) -> bool:
 class FastForward:
     name = "fast"
 
-    def __init__(self, pad_token_id: int, chunk_size: int = 1024, keep_budget: int = 0,
+    def __init__(self, pad_token_id: int, chunk_size: int = DEFAULT_CHUNK_SIZE, keep_budget: int = 0,
                  checkpoint_policy: str = "none", completion_only_nll: bool = False, share_prefix: bool = True,
                  pack_rows: bool = True):
         self.pad_token_id = pad_token_id

@@ -21,7 +21,7 @@ import contextlib
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from ...model_rules import keeps_logits  # the planner asks the same question
+from ...model_rules import DEFAULT_CHUNK_SIZE, keeps_logits  # the planner asks the same question
 
 
 def _chunk_logps(head: torch.nn.Module, hidden: torch.Tensor, tokens: torch.Tensor):
@@ -119,7 +119,7 @@ def _chunks_on_every_rank(head: torch.nn.Module, n_chunks: int, device) -> int:
 
 
 def target_logps(head: torch.nn.Module, hidden: torch.Tensor, tokens: torch.Tensor,
-                 chunk_size: int | None = 1024, keep_budget: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                 chunk_size: int | None = DEFAULT_CHUNK_SIZE, keep_budget: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """hidden (targets, hidden_size), tokens (targets,) -> (log-prob of each token, mean logit over
     the vocabulary at each position). chunk_size None or 0: one pass, logits materialised (the
     reference the chunked path is tested against). keep_budget: bytes of fp32 logits that may be
