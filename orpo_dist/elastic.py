@@ -13,7 +13,8 @@ machine. Two things must then carry over unchanged:
   shards of another world size, so they are converted once with DeepSpeed's own universal
   checkpoint tool (deepspeed.checkpoint.ds_to_universal) and loaded with `checkpoint.load_universal`.
 
-The world size and engine of a checkpoint are recorded in its COMPLETE marker (run_folder.mark_complete).
+The world size of a checkpoint is recorded in its COMPLETE marker (run_folder.mark_complete); its
+engine is read from what it holds (run_folder.checkpoint_engine).
 """
 
 from __future__ import annotations
