@@ -58,7 +58,7 @@ def check_writable_file(path: Path, what: str, flag: str, ours=None) -> bool:
 def write_text(path: Path, text: str) -> None:
     tmp = partial_path(path)
     try:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -12,9 +12,31 @@ classes' fields, so it pays that too).
 from __future__ import annotations
 
 import importlib
+import os
+import signal
 import sys
 
-from .errors import INTERRUPTED, Interrupted, UserError
+from .errors import Interrupted, Stopped, UserError, signal_number, stopped_words
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # SIGINT is Python's KeyboardInterrupt already
+
+
+def _raise_stopped(signum, _frame):
+    for sig in STOP_SIGNALS:  # a second signal while the first one's cleanup runs: stop at once
+        signal.signal(sig, signal.SIG_DFL)
+    raise Stopped(signum)
+
+
+def stop_cleanly_on_signals() -> None:
+    """SIGTERM and SIGHUP end a command as Ctrl-C does: cleanup runs, one line, 128 + signal. A
+    signal someone chose to ignore (nohup's SIGHUP) stays ignored. A training rank under a launcher
+    keeps the default (it dies at once): torchrun ends its ranks with SIGTERM, and a rank blocked in
+    a collective would only run a Python handler after the launcher's grace period."""
+    if os.environ.get("LOCAL_RANK") is not None:
+        return
+    for sig in STOP_SIGNALS:
+        if signal.getsignal(sig) == signal.SIG_DFL:
+            signal.signal(sig, _raise_stopped)
 
 COMMANDS = {
     "train": ("orpo_dist.train", "train with ORPO in this process (also the per-process entry point)"),
@@ -52,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"orpo-dist: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
+    stop_cleanly_on_signals()
     try:
         module = importlib.import_module(COMMANDS[name][0])
         return int(module.main(rest) or 0)
@@ -61,9 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"orpo-dist {name}: error: {err}", file=sys.stderr)
         return err.exit_code
-    except KeyboardInterrupt:
-        print(f"orpo-dist {name}: {INTERRUPTED}", file=sys.stderr)
-        return Interrupted.exit_code
+    except KeyboardInterrupt as err:
+        print(f"\norpo-dist {name}: {stopped_words(err)}", file=sys.stderr)
+        return 128 + signal_number(err)
     except SystemExit as exit_:  # argparse's --help (0) and refusals (2): main() returns, it never exits
         if exit_.code is None or isinstance(exit_.code, int):
             return exit_.code or 0

@@ -19,6 +19,32 @@ INTERRUPTED = "interrupted"
 
 
 class Interrupted(UserError):
-    """Ctrl-C (SIGINT): not an error of the run; the message names what is kept and how to go on."""
+    """Ctrl-C (SIGINT), SIGTERM or SIGHUP: not an error of the run; the message names what is kept
+    and how to go on. Exits 128 + the signal's number, as a shell reports it."""
 
-    exit_code = 130  # 128 + SIGINT, as a shell reports it
+    exit_code = 130  # 128 + SIGINT
+
+    def __init__(self, message: str, signum: int = 2):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a `kill`, a scheduler's pre-emption, a closed terminal), raised where the
+    main thread is, as Ctrl-C raises KeyboardInterrupt: every `finally` runs (partial files are
+    removed, locks released, child processes stopped) and the command ends in one line."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def stopped_words(err: BaseException) -> str:
+    """"interrupted", or "interrupted by SIGTERM": how a command says which signal ended it."""
+    return f"{INTERRUPTED} by {err.args[0]}" if isinstance(err, Stopped) else INTERRUPTED
+
+
+def signal_number(err: BaseException) -> int:
+    return err.signum if isinstance(err, Stopped) else 2  # SIGINT

@@ -62,6 +62,9 @@ def check_model_folder(name: str, trust_remote_code: bool = False, what: str = "
     if not isinstance(data, dict) or not data.get("model_type"):
         raise UserError(f"{config} has no model_type: transformers cannot tell which architecture it is "
                         "(add e.g. \"model_type\": \"llama\", or re-save the model with save_pretrained)")
+    from .pickle_scan import MODEL_FIX, check_pickles
+
+    check_pickles(folder, MODEL_FIX)
     if data.get("auto_map") and not trust_remote_code:
         code = sorted({str(v).split(".")[0] + ".py" for v in data["auto_map"].values() if isinstance(v, str)})
         raise UserError(f"model folder {folder} brings its own Python code ({', '.join(code)}, named in auto_map "

@@ -35,11 +35,7 @@ def write_run_info(recipe: Recipe, output_dir: Path, world_size: int, device: st
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     """One JSON object per line, written under a temporary name and renamed when complete."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def final_train_metrics(output_dir: Path) -> dict:

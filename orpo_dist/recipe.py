@@ -267,6 +267,12 @@ def _set_env(env: Any, source: str) -> None:
         os.environ[str(key)] = str(value)
 
 
+def _bundled(name: str) -> bool:
+    from .recipe_files import bundled_path
+
+    return bundled_path(name) is not None
+
+
 def _pop_config(argv: list[str]) -> str | None:
     if "--config" not in argv:
         return None
@@ -284,6 +290,13 @@ def parse(argv: list[str] | None = None, prog: str = "orpo-dist train", defaults
     `defaults` (an embedded recipe, e.g. the demo's) sits under the YAML and the CLI flags."""
     argv = upgrade_argv(list(sys.argv[1:] if argv is None else argv))
     recipe = _pop_config(argv)
+    if argv and not argv[0].startswith("-"):
+        # HfArgumentParser would call it an argument "not used": say where a recipe goes.
+        given = argv[0]
+        if recipe is None and (given.endswith((".yaml", ".yml")) or Path(given).is_file() or _bundled(given)):
+            raise UserError(f"{prog} takes its recipe after --config: `{prog} --config {given}`")
+        raise UserError(f"unexpected argument {given!r}: every option is --name value "
+                        f"(`{prog} --help` lists them; the recipe goes after --config)")
     parser = make_parser(prog)
     if defaults:
         check_keys(defaults, "embedded recipe")

@@ -43,6 +43,14 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return path
+    if path.is_dir():
+        from .run_folder import RECIPE_FILE
+
+        if (path / RECIPE_FILE).is_file():
+            raise UserError(f"recipe {name_or_path} is a run folder, not a recipe: its recipe is "
+                            f"{path / RECIPE_FILE} (pass that; add --resume to continue the run)")
+        raise UserError(f"recipe {name_or_path} is a folder, not a recipe: give a YAML file or a bundled "
+                        f"recipe's name ({', '.join(bundled_names())})")
     bundled = bundled_path(str(name_or_path))
     if bundled is not None:
         return bundled
@@ -54,8 +62,15 @@ def load_yaml(name_or_path: str | os.PathLike) -> dict[str, Any]:
     path = resolve(name_or_path)
     try:
         config = yaml.safe_load(path.read_text())
+    except yaml.constructor.ConstructorError as err:  # a tag such as !!python/object/apply: never constructed
+        mark = f" at line {err.problem_mark.line + 1}" if err.problem_mark else ""
+        raise UserError(f"recipe {path} holds a YAML tag orpo-dist will not construct{mark} "
+                        f"({' '.join(str(err.problem).split())}): a recipe holds plain values (numbers, "
+                        "strings, lists, mappings); remove the tag") from None
     except yaml.YAMLError as err:
-        raise UserError(f"recipe {path} is not valid YAML: {err}") from None
+        raise UserError(f"recipe {path} is not valid YAML: {' '.join(str(err).split())}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"recipe {path} is not UTF-8 text: is it a recipe? (save it as UTF-8)") from None
     if not isinstance(config, dict):
         raise UserError(f"recipe {path} must be a YAML mapping of argument names to values")
     return config

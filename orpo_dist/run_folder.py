@@ -13,6 +13,8 @@ transformers): a login node following a job imports this alone.
     plots/           PNG training curves (and eval's gap histogram), redrawn by `orpo-dist report`
     runs/            TensorBoard event files (report_to: tensorboard, the default when it is installed)
     submitit/        `orpo-dist submit`'s job files and each node's log
+    .orpo-dist-run   written when orpo-dist first takes the folder: what makes it a run's (run_lock.py)
+    LOCK             held by the run's main process while it trains (run_lock.py)
     checkpoint-N/    the Trainer's checkpoints (transformers' naming); COMPLETE inside once every
                      rank has saved its part: --resume takes the newest complete one
 
@@ -39,6 +41,8 @@ PLOTS_FOLDER = "plots"
 FINAL_STAGING_FOLDER = ".final-model.partial"  # the final model is saved here, then moved into the run folder
 SUBMITIT_FOLDER = "submitit"  # `orpo-dist submit`: submitit's job files and the nodes' logs
 STOP_FILE = "STOP"
+RUN_MARKER_FILE = ".orpo-dist-run"  # the folder is a run's: orpo-dist wrote it (run_lock.py)
+LOCK_FILE = "LOCK"  # a run is writing the folder now: its pid, host and start (run_lock.py)
 STOPPED_FILE = "STOPPED"
 CHECKPOINT_PREFIX = "checkpoint"  # checkpoint-<global step>: transformers' PREFIX_CHECKPOINT_DIR
 CHECKPOINT_COMPLETE_FILE = "COMPLETE"  # in checkpoint-N/ once every rank has saved its part
@@ -188,16 +192,6 @@ def resume_advice(output_dir: str | Path | None, command: str = "") -> str:
     return f"The last complete checkpoint is {last}: continue the run with {how}"
 
 
-# What a run, its evaluation, report and export put in the run folder, beside the model files
-# save_pretrained writes; a folder holding anything else is somebody's, not a run's.
-RUN_FOLDER_NAMES = {METRICS_FILE, RECIPE_FILE, VERSIONS_FILE, HELDOUT_FILE, MODEL_CARD_FILE, EVAL_FILE,
-                    EVAL_REPORT_FILE, PLOTS_FOLDER, "runs", FINAL_STAGING_FOLDER, STOP_FILE, STOPPED_FILE,
-                    SUBMITIT_FOLDER, "export"}
-_MODEL_FILE = re.compile(r"^(config|generation_config|adapter_config|tokenizer|tokenizer_config|"
-                         r"special_tokens_map|chat_template|training_args|vocab|merges|added_tokens)\.|"
-                         r"^(model|adapter_model)(-\d+-of-\d+)?\.safetensors(\.index\.json)?$|^\.")
-
-
 def require_run_folder(run_dir: str | Path) -> Path:
     """`run_dir` as an existing run folder, or a UserError that says which of the three it is not."""
     from .errors import UserError
@@ -214,8 +208,10 @@ def require_run_folder(run_dir: str | Path) -> Path:
 
 def check_new_run_folder(output_dir: str | Path | None, resume: bool = False) -> None:
     """A run writes into a new or empty folder, or continues its own; it never overwrites a finished
-    run (its model card says it finished) or a folder of somebody else's files."""
+    run (its model card says it finished) or writes among files it did not write: in a folder that
+    is not a run's, every entry is somebody's (dotfiles, and files named like a run's own, too)."""
     from .errors import UserError
+    from .run_lock import is_run_folder
 
     if not output_dir:
         return
@@ -225,16 +221,17 @@ def check_new_run_folder(output_dir: str | Path | None, resume: bool = False) ->
     names = sorted(p.name for p in out.iterdir())
     if not names:
         return
-    if (out / MODEL_CARD_FILE).is_file() and (out / RECIPE_FILE).is_file() and not resume:
-        raise UserError(f"output_dir {out} holds a finished run (its model card {MODEL_CARD_FILE} and model): "
-                             "orpo-dist never overwrites a run. Choose another --output_dir (or evaluate, report "
-                             "and export this one)")
-    foreign = [n for n in names if n not in RUN_FOLDER_NAMES and checkpoint_step(n) is None
-               and not _MODEL_FILE.match(n)]
-    if foreign and not (out / RECIPE_FILE).is_file():
-        shown = ", ".join(foreign[:4]) + (f" and {len(foreign) - 4} more" if len(foreign) > 4 else "")
-        raise UserError(f"output_dir {out} already holds files that are not an orpo-dist run's ({shown}); "
-                             "a run would write its model and files among them. Choose a new or empty folder")
+    finished = (out / MODEL_CARD_FILE).is_file() and (out / RECIPE_FILE).is_file()
+    if is_run_folder(out):
+        if finished and not resume:
+            raise UserError(f"output_dir {out} holds a finished run (its model card {MODEL_CARD_FILE} and model): "
+                            "orpo-dist never overwrites a run. Choose another --output_dir (or evaluate, report "
+                            "and export this one)")
+        return
+    shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    raise UserError(f"output_dir {out} already holds files that are not an orpo-dist run's ({shown}); "
+                    "a run would write its model and files among them and could overwrite them. "
+                    "Choose a new or empty folder (a subfolder such as runs/NAME is made for you)")
 
 
 def has_checkpoints(output_dir: str | Path) -> bool:

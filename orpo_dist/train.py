@@ -16,11 +16,13 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from .atomic import disk_full, publish_folder_contents  # noqa: E402
 from .elastic import convert_to_universal, load_as_universal, plan_resume  # noqa: E402
-from .errors import INTERRUPTED, LOST_CONTACT, Interrupted, UserError  # noqa: E402
+from .errors import LOST_CONTACT, Interrupted, UserError, signal_number, stopped_words  # noqa: E402
 from .data.sources import hub_dataset_name  # noqa: E402
 from .hub_access import HubNeeds, cached_on_disk, check_hub_access, hub_model_name  # noqa: E402
 from .process import is_main_process, main_process_print  # noqa: E402
-from .recipe import Recipe, parse  # noqa: E402
+from .recipe import Recipe, field_defaults, parse, resolved_dict  # noqa: E402
+from .resume_match import check_recipe_fits  # noqa: E402
+from .run_lock import RunLock  # noqa: E402
 from .run_folder import (  # noqa: E402
     EXIT_STOPPED, FINAL_STAGING_FOLDER, HELDOUT_FILE, checkpoint_step, checkpoints, incomplete_reason,
     check_new_run_folder, last_complete_checkpoint, mark_stopped, resume_advice,
@@ -58,7 +60,6 @@ def resolve_checkpoint(recipe: Recipe) -> str | None:
             raise UserError(f"cannot resume from {chosen}: {reason}. Pick another checkpoint, or --resume to take "
                             "the newest complete one")
         return str(chosen)
-    check_new_run_folder(out, training.resume)
     found = checkpoints(out)
     if not training.resume:
         if found:
@@ -90,6 +91,25 @@ def recipe_needs(recipe: Recipe) -> HubNeeds:
 def run(recipe: Recipe, extra_callbacks=(), on_trainer=None, save_model: bool = True) -> TrainResult:
     """on_trainer(trainer) is called once the trainer is built (the benchmark counts tokens there);
     save_model=False skips the final save (a benchmark's throw-away run)."""
+    training = recipe.training
+    out = Path(training.output_dir)
+    check_new_run_folder(out, training.resume or bool(training.resume_from_checkpoint))
+    # The main process holds the run folder for the run's life: a second writer refuses, readers wait.
+    lock = RunLock(out, _command_line(), log).acquire() if is_main_process() else None
+    try:
+        return _run(recipe, extra_callbacks, on_trainer, save_model)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _command_line() -> str:
+    import shlex
+
+    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])[:300]
+
+
+def _run(recipe: Recipe, extra_callbacks, on_trainer, save_model: bool) -> TrainResult:
     from .callbacks import MetricsJsonl, StopOnNonFiniteLoss, StopOnRequest
     from .data import prepare_datasets
     from .model import check_lora_targets, load_model, load_tokenizer, peft_config
@@ -102,6 +122,11 @@ def run(recipe: Recipe, extra_callbacks=(), on_trainer=None, save_model: bool = 
     training = recipe.training
     out = Path(training.output_dir)
     checkpoint = resolve_checkpoint(recipe)
+    if checkpoint:
+        from .pickle_scan import CHECKPOINT_FIX, check_pickles
+
+        check_pickles(checkpoint, CHECKPOINT_FIX, recursive=True)  # DeepSpeed and FSDP load theirs unguarded
+        check_recipe_fits(checkpoint, resolved_dict(recipe), field_defaults(), log)
     check_hub_access(recipe_needs(recipe), log)
     resume_step = checkpoint_step(checkpoint) if checkpoint else None
     elastic = plan_resume(checkpoint, training, log) if checkpoint else None
@@ -226,10 +251,11 @@ def main(argv: list[str] | None = None) -> int:
         run(recipe)
     except StoppedForResume:
         return EXIT_STOPPED
-    except KeyboardInterrupt:
-        # Ctrl-C: the checkpoints written so far are kept; say so instead of a traceback.
+    except KeyboardInterrupt as err:
+        # Ctrl-C, SIGTERM, SIGHUP: the checkpoints written so far are kept; say so instead of a traceback.
         command = "orpo-dist train " + shlex.join(argv)
-        raise Interrupted(f"{INTERRUPTED}. {resume_advice(recipe.training.output_dir, command)}") from None
+        raise Interrupted(f"{stopped_words(err)}. {resume_advice(recipe.training.output_dir, command)}",
+                          signal_number(err)) from None
     except Exception as err:  # noqa: BLE001 - only a lost peer is turned into a line; the rest re-raises
         if not peer_lost(err):
             raise

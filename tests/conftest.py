@@ -15,7 +15,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from .helpers import TINY_LLAMA_SHAPE  # noqa: E402
+from .helpers import TINY_LLAMA_SHAPE, random_adapter, write_jsonl  # noqa: E402
 
 SLURM_CLUSTER = Path(__file__).resolve().parent.parent / "scripts" / "local-cluster.sh"
 
@@ -53,6 +53,28 @@ def tiny_model_dir(tmp_path_factory, demo_model_dir, demo_tokenizer):
     model.save_pretrained(out)
     demo_tokenizer.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory, tiny_model_dir, demo_tokenizer):
+    """A finished LoRA run folder as export and eval read it: a random adapter over the tiny llama,
+    its tokenizer, recipe, held-out pairs and model card (one per test module: some write into it)."""
+    import yaml
+    from transformers import AutoModelForCausalLM
+
+    from orpo_dist.run_lock import claim
+
+    run = tmp_path_factory.mktemp("lora-run")
+    random_adapter(AutoModelForCausalLM.from_pretrained(tiny_model_dir)).save_pretrained(run)
+    demo_tokenizer.save_pretrained(run)
+    claim(run, "orpo-dist train")
+    (run / "recipe.yaml").write_text(yaml.safe_dump({
+        "dataset_name": "orpo-dist-demo", "output_dir": str(run), "report_to": "none", "use_peft": True,
+        "lora_r": 4, "lora_alpha": 8, "model_name_or_path": str(tiny_model_dir)}))
+    write_jsonl(run / "heldout.jsonl", [{"prompt": f"Question {i}?", "chosen": f"A good answer {i}.",
+                                         "rejected": f"A bad one {i}."} for i in range(6)])
+    (run / "README.md").write_text("model card\n")
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,18 @@ TINY_LLAMA_SHAPE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers
                         num_key_value_heads=2)
 
 
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def random_adapter(model, seed=1):
+    """A LoRA adapter (r 4) over every linear layer, with random (not zero) B: it changes the logits."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    return get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=LORA_TARGETS, init_lora_weights=False))
+
+
 def write_jsonl(path, rows, opener=open):
     """Rows (dicts, or strings written as they are: damaged lines) one per line; returns `path`."""
     with opener(path, "wt", encoding="utf-8") as f:
@@ -44,6 +56,33 @@ def run_cli(*args, timeout=600, env=None, python_flags=()) -> subprocess.Complet
         [sys.executable, *python_flags, "-m", "orpo_dist", *map(str, args)],
         cwd=REPO, capture_output=True, text=True, timeout=timeout, env=full_env,
     )
+
+
+def run_case(argv, capsys):
+    """`orpo-dist ARGV` in this process, as the user runs it: (exit status, stdout, stderr)."""
+    from orpo_dist.cli import main
+
+    try:
+        status = main([str(a) for a in argv])
+    except SystemExit as stop:  # argparse refusing a value's type
+        status = stop.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def check_refusal(status, err, words, code=2):
+    """Exit `code`, no traceback, exactly one `orpo-dist ...: error:` line, holding every word."""
+    assert status == code, (status, err[-2000:])
+    assert "Traceback" not in err, err[-3000:]
+    errors = [line for line in err.splitlines() if line.startswith("orpo-dist") and ": error: " in line]
+    assert len(errors) == 1, err[-2000:]
+    for word in words:
+        assert word in errors[0], (word, errors[0])
+
+
+def files_of(folder) -> dict:
+    """Every file under `folder` and its bytes (to show that a refusal changed none of them)."""
+    return {p: p.read_bytes() for p in Path(folder).rglob("*") if p.is_file()}
 
 
 def imported_modules(stderr: str) -> set[str]:

@@ -45,7 +45,6 @@ STRINGS = [
     "def f(x):\n    return x**2  # ok",
     "",
 ]
-TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 BOUND = {"f16": 2e-3, "q8_0": 8e-2}
 
 
@@ -54,11 +53,7 @@ def write_recipe(run_dir, **fields):
     (run_dir / "recipe.yaml").write_text(yaml.safe_dump(fields))
 
 
-def random_adapter(model, seed=1):
-    from peft import LoraConfig, get_peft_model
-
-    torch.manual_seed(seed)
-    return get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS, init_lora_weights=False))
+from .helpers import random_adapter  # noqa: E402
 
 
 def logits(model, tokenizer, text=PROMPT):
@@ -120,16 +115,6 @@ def _demo_rows():
 
     text = files("orpo_dist").joinpath("demo_data/train.jsonl").read_text()
     return [json.loads(line) for line in text.splitlines()[:200]]
-
-
-@pytest.fixture(scope="module")
-def lora_run(tmp_path_factory, tiny_model_dir, demo_tokenizer):
-    run = tmp_path_factory.mktemp("lora-run")
-    peft_model = random_adapter(AutoModelForCausalLM.from_pretrained(tiny_model_dir))
-    peft_model.save_pretrained(run)
-    demo_tokenizer.save_pretrained(run)
-    write_recipe(run, model_name_or_path=str(tiny_model_dir), use_peft=True, lora_r=4, lora_alpha=8)
-    return run
 
 
 @pytest.fixture(scope="module")

@@ -10,59 +10,10 @@ import json
 
 import pytest
 
-from .helpers import TINY_RECIPE
+from .helpers import TINY_RECIPE, check_refusal, files_of, run_case, write_jsonl
 
 RUN_ROWS = [{"prompt": f"Question {i}?", "chosen": f"A good answer {i}.", "rejected": f"A bad one {i}."}
             for i in range(6)]
-
-
-def _write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-@pytest.fixture(scope="module")
-def lora_run(tmp_path_factory, tiny_model_dir, demo_tokenizer):
-    """A finished LoRA run folder (a random adapter over the tiny llama), as export and eval read it."""
-    import yaml
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    run = tmp_path_factory.mktemp("run")
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
-                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
-    model.save_pretrained(run)
-    demo_tokenizer.save_pretrained(run)
-    (run / "recipe.yaml").write_text(yaml.safe_dump({
-        "dataset_name": "orpo-dist-demo", "output_dir": str(run), "report_to": "none", "use_peft": True,
-        "lora_r": 4, "lora_alpha": 8, "model_name_or_path": str(tiny_model_dir)}))
-    _write_jsonl(run / "heldout.jsonl", RUN_ROWS)
-    (run / "README.md").write_text("model card\n")
-    return run
-
-
-def _files_of(folder):
-    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-
-
-def run_case(argv, capsys):
-    from orpo_dist.cli import main
-
-    try:
-        status = main([str(a) for a in argv])
-    except SystemExit as stop:  # argparse refusing a value's type
-        status = stop.code
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
-
-
-def check_refusal(status, err, words, code=2):
-    assert status == code, (status, err[-2000:])
-    assert "Traceback" not in err, err[-3000:]
-    errors = [line for line in err.splitlines() if line.startswith("orpo-dist") and ": error: " in line]
-    assert len(errors) == 1, err[-2000:]
-    for word in words:
-        assert word in errors[0], (word, errors[0])
 
 
 def train(tmp, *extra):
@@ -153,7 +104,7 @@ NUMBER_CASES = [
 
 @pytest.mark.parametrize("argv, flag, words", NUMBER_CASES, ids=[" ".join(c[0][:1] + c[0][-2:]) for c in NUMBER_CASES])
 def test_numbers_out_of_range_are_refused_before_any_work(tmp_path, capsys, lora_run, argv, flag, words):
-    data = _write_jsonl(tmp_path / "pairs.jsonl", RUN_ROWS)
+    data = write_jsonl(tmp_path / "pairs.jsonl", RUN_ROWS)
     argv = [{"RUN": lora_run, "DATA": data}.get(a, a) for a in argv]
     status, out, err = run_case(argv, capsys)
     check_refusal(status, err, [f"argument {flag}", words])
@@ -174,7 +125,9 @@ def _user_folder(tmp):
 
 
 def _finished_run(tmp):
-    (tmp / "out").mkdir()
+    from orpo_dist.run_lock import claim
+
+    claim(tmp / "out", "orpo-dist train")
     (tmp / "out" / "recipe.yaml").write_text("learning_rate: 1.0e-4\n")
     (tmp / "out" / "README.md").write_text("model card\n")
     (tmp / "out" / "model.safetensors").write_bytes(b"weights")
@@ -224,10 +177,10 @@ OUTPUT_CASES = [
 def test_output_paths_are_checked_before_the_work(tmp_path, capsys, lora_run, case, setup, argv, words):
     if setup:
         setup(tmp_path)
-    before = _files_of(tmp_path)
+    before = files_of(tmp_path)
     status, _, err = run_case(argv(tmp_path, lora_run), capsys)
     check_refusal(status, err, words)
-    assert {p: b for p, b in _files_of(tmp_path).items() if p in before} == before  # nothing lost or changed
+    assert {p: b for p, b in files_of(tmp_path).items() if p in before} == before  # nothing lost or changed
     assert not any(tmp_path.rglob("*.safetensors")) or case == "output_dir of a finished run"
 
 

@@ -16,6 +16,7 @@ import json
 import time
 from pathlib import Path
 
+from ..atomic import write_text
 from ..arg_types import whole
 from ..errors import UserError
 from ..run_folder import EVAL_FILE, HELDOUT_FILE
@@ -96,9 +97,7 @@ def evaluate(target: str | Path, pairs_file: str | None = None, max_pairs: int |
     histogram = gap_histogram(result["gaps"]["base"], result["gaps"]["trained"], histogram_path(folder))
     result["report"] = str(write_markdown(result, folder, histogram))
     path = folder / EVAL_FILE
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(path)
+    write_text(path, json.dumps(result, indent=2) + "\n")
     result["json"] = str(path)
     return result
 

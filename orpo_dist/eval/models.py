@@ -39,6 +39,15 @@ def find_run(path: Path) -> Path | None:
 
 
 def resolve_target(target: str | Path) -> Target:
+    target = _resolve_target(target)
+    if target.kind != "gguf":
+        from ..pickle_scan import MODEL_FIX, check_pickles
+
+        check_pickles(target.path, MODEL_FIX)
+    return target
+
+
+def _resolve_target(target: str | Path) -> Target:
     path = Path(target)
     if not path.exists():
         raise UserError(f"{path} does not exist: pass a run folder, a model folder or a .gguf file")
@@ -51,6 +60,9 @@ def resolve_target(target: str | Path) -> Target:
         return Target("gguf", path, find_run(path.parent), path.parent)
     if (path / RECIPE_FILE).is_file():
         if not ((path / "adapter_config.json").is_file() or (path / "config.json").is_file()):
+            from ..run_lock import refuse_while_training
+
+            refuse_while_training(path, "`orpo-dist eval`")
             raise UserError(f"{path} holds no saved model or adapter: did the run finish? "
                             "(a stopped run can be resumed with --resume)")
         return Target("run", path, path, path)
@@ -84,6 +96,10 @@ def _from_pretrained(path: Path, dtype, gguf: bool):
     kwargs = {"dtype": dtype}
     if gguf:
         kwargs["gguf_file"] = path.name
+    else:
+        from ..pickle_scan import MODEL_FIX, check_pickles
+
+        check_pickles(path, MODEL_FIX)
     try:
         return AutoModelForCausalLM.from_pretrained(path.parent if gguf else path, **kwargs).eval()
     except (OSError, ValueError) as err:

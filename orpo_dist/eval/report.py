@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..atomic import write_text
 from ..run_folder import EVAL_REPORT_FILE, PLOTS_FOLDER
 
 
@@ -86,9 +87,7 @@ def write_markdown(result: dict, folder: Path, histogram: Path | None) -> Path:
                      f"- base{' (refused)' if g['base_refused'] else ''}: {_one_line(g['base'], 600)}",
                      f"- trained{' (refused)' if g['trained_refused'] else ''}: {_one_line(g['trained'], 600)}", ""]
     path = folder / EVAL_REPORT_FILE
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join(text))
-    tmp.replace(path)
+    write_text(path, "\n".join(text))
     return path
 
 

@@ -31,13 +31,19 @@ def inspect_run(run_dir: str | Path) -> RunSource:
 
     from ..run_folder import require_run_folder
 
+    from ..pickle_scan import MODEL_FIX, check_pickles
+
     run_dir = require_run_folder(run_dir)
+    check_pickles(run_dir, MODEL_FIX)
     recipe = load_run_recipe(run_dir)
     if (run_dir / ADAPTER_CONFIG).is_file():
         quantised = recipe.model.load_in_4bit or recipe.model.load_in_8bit
         return RunSource(run_dir, recipe, "qlora" if quantised else "lora")
     if (run_dir / MODEL_CONFIG).is_file():
         return RunSource(run_dir, recipe, "full")
+    from ..run_lock import refuse_while_training
+
+    refuse_while_training(run_dir, "`orpo-dist export`")
     checkpoints = sorted(run_dir.glob("checkpoint-*"))
     hint = (f"it has checkpoints up to {checkpoints[-1].name}: finish it with "
             f"`orpo-dist train --config {run_dir / 'recipe.yaml'} --resume`" if checkpoints

@@ -195,15 +195,15 @@ def main(argv: list[str]) -> int:
         shape = _model_shape(check_without_hardware(recipe, overrides))
         peak = machine_peak(args.num_processes)  # before the arms start: the machine is idle
         procs = {}
-        for arm in ARMS:
-            command = _arm_command(arm, args, recipe, overrides, work)
-            with open(work / f"{arm}.log", "w") as log:  # the child keeps its own handle
-                # A session of its own: on failure the whole arm (launcher and every rank) is killed.
-                procs[arm] = subprocess.Popen(command.argv, env={**os.environ, **command.env}, stdout=log,
-                                              stderr=subprocess.STDOUT, start_new_session=True)
-        print(f"orpo-dist bench: stock and fast arms started ({args.strategy} x {args.num_processes}); "
-              f"{args.warmup} warm-up + {args.steps} measured step(s) each, in turn", flush=True)
-        try:
+        try:  # from the first start: a signal (or a failure) at any point kills every arm it started
+            for arm in ARMS:
+                command = _arm_command(arm, args, recipe, overrides, work)
+                with open(work / f"{arm}.log", "w") as log:  # the child keeps its own handle
+                    # A session of its own: on failure the whole arm (launcher and every rank) is killed.
+                    procs[arm] = subprocess.Popen(command.argv, env={**os.environ, **command.env}, stdout=log,
+                                                  stderr=subprocess.STDOUT, start_new_session=True)
+            print(f"orpo-dist bench: stock and fast arms started ({args.strategy} x {args.num_processes}); "
+                  f"{args.warmup} warm-up + {args.steps} measured step(s) each, in turn", flush=True)
             for step in range(1, args.warmup + args.steps + 1):
                 for arm in (ARMS if step % 2 else ARMS[::-1]):
                     (work / f"go-{arm}-{step}").touch()

@@ -16,6 +16,7 @@ import sys
 
 from ..arg_types import PORT, positive, whole
 from ..errors import INTERRUPTED, Interrupted, UserError
+from ..run_lock import check_not_being_written
 from ..run_folder import check_new_run_folder, last_checkpoint, resume_advice, was_stopped
 from .command import DEFAULT_PORT, build, gpu_count, ignore_stop_signals, layout_from_env
 from .failures import StderrRelay, failure_message
@@ -59,6 +60,7 @@ def main(argv: list[str]) -> int:
     recipe = str(resolve(args.recipe))  # every rank reads the file this names
     values = check_without_hardware(recipe, overrides)  # fail before any process starts
     check_new_run_folder(values.get("output_dir"), bool(values.get("resume")))
+    check_not_being_written(values.get("output_dir"))
     layout = layout_from_env(args.num_processes, args.num_machines, args.machine_rank,
                              args.main_process_ip, args.main_process_port)
     strategy = args.strategy
@@ -78,6 +80,9 @@ def main(argv: list[str]) -> int:
     return run(command, values.get("output_dir"), "orpo-dist launch " + shlex.join(argv))
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def run(command, output_dir: str | None = None, user_command: str = "") -> int:
     """Run the launcher in its own process group and pass SIGTERM/SIGINT/SIGUSR1/2 on to it: the
     training processes checkpoint and stop on SIGUSR1/2 (the launchers in between ignore them).
@@ -87,14 +92,18 @@ def run(command, output_dir: str | None = None, user_command: str = "") -> int:
     relay = StderrRelay(proc.stderr)
 
     def forward(signum, _frame):
-        if signum == signal.SIGINT:
-            relay.interrupted = True
+        if signum in STOP_SIGNALS:
+            # Every way to stop the job takes the path Ctrl-C takes (torchrun prints a
+            # SignalException traceback for SIGTERM): each rank ends its step and says nothing more.
+            relay.interrupted = signum
+            signum = signal.SIGINT
         try:
             os.killpg(proc.pid, signum)
         except ProcessLookupError:
             pass
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)}
+    wanted = [s for s in STOP_SIGNALS if signal.getsignal(s) != signal.SIG_IGN] + [signal.SIGUSR1, signal.SIGUSR2]
+    previous = {s: signal.signal(s, forward) for s in wanted}
     try:
         code = proc.wait()
         relay.wait()
@@ -102,8 +111,10 @@ def run(command, output_dir: str | None = None, user_command: str = "") -> int:
         for s, handler in previous.items():
             signal.signal(s, handler)
     if relay.interrupted:
-        raise Interrupted(f"{INTERRUPTED}: every training process was stopped. "
-                          f"{resume_advice(output_dir, user_command)}")
+        signum = relay.interrupted
+        words = INTERRUPTED if signum == signal.SIGINT else f"{INTERRUPTED} by {signal.Signals(signum).name}"
+        raise Interrupted(f"{words}: every training process was stopped. "
+                          f"{resume_advice(output_dir, user_command)}", signum)
     if was_stopped(output_dir, code):
         print("orpo-dist launch: the run checkpointed and stopped on request; continue it with --resume", flush=True)
         return code

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..atomic import partial_path
+
 # Figure file -> (title, [(metrics.jsonl key, label)]). Train records carry the bare names, the
 # Trainer's eval records the same names prefixed with eval_.
 CURVES = {
@@ -32,9 +34,12 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+    tmp = partial_path(path)
+    try:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a signal or a full disk mid-save leaves no half picture
     return path
 
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from ...arg_types import positive, whole
 from ...errors import INTERRUPTED, Interrupted, UserError
-from ...run_folder import SUBMITIT_FOLDER, check_new_run_folder, has_checkpoints, resume_advice, training_logs
+from ...run_lock import check_not_being_written, claim
+from ...run_folder import RUN_MARKER_FILE, SUBMITIT_FOLDER, check_new_run_folder, has_checkpoints, resume_advice, training_logs
 from ...strategies import AUTO, STRATEGIES, SUBMIT_DEFAULT
 
 # srun --wait: seconds srun waits for the other nodes' tasks once one has ended. A finished run's
@@ -104,6 +105,7 @@ def main(argv: list[str]) -> int:
         raise UserError("the recipe has no output_dir: set one on a filesystem every node can see")
     output_dir = Path(output_dir).resolve()
     check_new_run_folder(output_dir, args.resume or bool(values.get("resume")))
+    check_not_being_written(output_dir)
     if has_checkpoints(output_dir) and not args.resume:
         raise UserError(f"{output_dir} already holds checkpoints: pass --resume to continue that run, "
                         "or choose another --output_dir")
@@ -178,12 +180,17 @@ def submit_or_explain(args, strategy, overrides, output_dir: Path, timeout_min: 
     folder = output_dir / SUBMITIT_FOLDER
     created = next((p for p in (folder, *folder.parents) if p.exists()), None)
     before = set(folder.rglob("*")) if folder.is_dir() else set()
+    marker = output_dir / RUN_MARKER_FILE
+    claimed_before = marker.exists()
+    claim(output_dir, "orpo-dist submit")  # before the job exists: its nodes must find a run's folder
     refusal = io.StringIO()
     try:
         with contextlib.redirect_stderr(refusal):  # submitit prints sbatch's stderr itself, raw
             return submit(args, strategy, overrides, output_dir, timeout_min, partition)
     except FailedJobError as err:
         words = str(err).strip() or refusal.getvalue().strip()
+        if not claimed_before:
+            marker.unlink(missing_ok=True)
         if folder.is_dir():
             for path in sorted(set(folder.rglob("*")) - before, key=lambda p: -len(p.parts)):
                 path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()

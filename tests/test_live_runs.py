@@ -1,0 +1,131 @@
+"""A run that is still going, and signals: a second writer refuses naming the first, readers say the
+run is still training, SIGTERM/SIGHUP/SIGINT end every command in one line with no traceback, no
+partial file and no process left, and a lock left by a dead run is named and replaced."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from .helpers import REPO, TINY_RECIPE, check_refusal, run_case
+
+
+def start(argv, **kwargs):
+    """`orpo-dist ARGV` in a subprocess with SIGINT at its default (as in a terminal's foreground)."""
+    return subprocess.Popen([sys.executable, "-m", "orpo_dist", *map(str, argv)], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
+
+
+def wait_for(proc, ready, timeout=300):
+    deadline = time.time() + timeout
+    while not ready():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-3000:]
+        time.sleep(0.3)
+
+
+def partial_files(folder) -> list[str]:
+    return [str(p) for p in folder.rglob("*") if ".partial" in p.name or p.name.endswith(".tmp")]
+
+
+def processes_naming(text) -> list[str]:
+    ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in ps.splitlines() if str(text) in line and "orpo_dist" in line]
+
+
+def test_a_live_run_is_refused_to_writers_named_to_readers_and_ends_cleanly_on_sigterm(tmp_path, capsys):
+    from orpo_dist.pickle_scan import CHECKPOINT_FIX, check_pickles
+    from orpo_dist.run_folder import last_checkpoint
+
+    run = tmp_path / "run"
+    proc = start(["train", "--config", TINY_RECIPE, "--output_dir", run, "--max_steps", "500", "--save_steps", "2",
+                  "--logging_steps", "1"])
+    try:
+        wait_for(proc, lambda: last_checkpoint(run) is not None)
+        live = [
+            # (case, argv, words)
+            ("a second train into the folder", ["train", "--config", TINY_RECIPE, "--output_dir", run],
+             ["is being written by another run", f"pid {proc.pid} on ", "since", "choose another --output_dir"]),
+            ("--resume of the running run", ["train", "--config", TINY_RECIPE, "--output_dir", run, "--resume"],
+             ["is being written by another run", f"pid {proc.pid}"]),
+            ("launch into it", ["launch", "--dry-run", "--strategy", "ddp", "--num-processes", "2", TINY_RECIPE,
+                                "--output_dir", run, "--resume"], ["is being written by another run", f"pid {proc.pid}"]),
+            ("export of it", ["export", run, "--merge"], ["is still training", f"pid {proc.pid}", "orpo-dist export"]),
+            ("eval of it", ["eval", run, "--no-generate"], ["is still training", "its last complete checkpoint is",
+                                                             "checkpoint-"]),
+        ]
+        for case, argv, words in live:
+            status, _, err = run_case(argv, capsys)
+            check_refusal(status, err, words)
+        # The allow-list of the pickle check against a real checkpoint (optimizer, scheduler, RNG states).
+        check_pickles(last_checkpoint(run), CHECKPOINT_FIX, recursive=True)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err[-3000:]
+    said = [line for line in err.splitlines() if line.startswith("orpo-dist")]
+    assert len(said) == 1 and said[0].startswith("orpo-dist train: interrupted by SIGTERM"), err[-2000:]
+    assert "continue the run with" in said[0] and "--resume" in said[0]
+    assert not (run / "LOCK").exists() and not partial_files(run) and not processes_naming(run)
+
+    # A lock left by a process that died (kill -9 leaves it): named, replaced, and the run goes on.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (run / "LOCK").write_text(f'{{"pid": {dead.pid}, "host": "{os.uname().nodename}", "since": "then"}}')
+    step = int(last_checkpoint(run).name.split("-")[1])
+    status, out, err = run_case(["train", "--config", TINY_RECIPE, "--output_dir", run, "--resume",
+                                 "--max_steps", step + 1, "--save_steps", 500], capsys)
+    assert status == 0, err[-3000:]
+    assert f"replacing a stale lock in {run} (pid {dead.pid}" in out and "is gone" in out, out[-2000:]
+    assert not (run / "LOCK").exists()
+
+
+# ---------------------------------------------------------------- signals that arrive mid-write
+
+def _stop_in(monkeypatch, target: str, signum=signal.SIGTERM):
+    """The signal arrives right after `target` (module:Class.method) has written its part: the
+    handler's exception is raised there, with the partial file on disk."""
+    import functools
+    import importlib
+
+    from orpo_dist.errors import Stopped
+
+    module, path = target.split(":")
+    *owners, name = path.split(".")
+    owner = functools.reduce(getattr, owners, importlib.import_module(module))
+    real = getattr(owner, name)
+
+    def write_then_stop(*args, **kwargs):
+        real(*args, **kwargs)
+        raise Stopped(signum)
+
+    monkeypatch.setattr(owner, name, write_then_stop)
+
+
+MID_WRITE_CASES = [
+    # (case, what the signal interrupts, argv(tmp, run), the folder that must hold no partial file)
+    ("export, mid-GGUF", "gguf:GGUFWriter.write_tensor_data", lambda t, r: ["export", r, "--gguf", "f16", "--out", t / "x"],
+     lambda t, r: t / "x"),
+    ("export, mid-merge", "transformers:PreTrainedTokenizerBase.save_pretrained",
+     lambda t, r: ["export", r, "--merge", "--out", t / "x"], lambda t, r: t / "x"),
+    ("eval, mid-picture", "matplotlib.figure:Figure.savefig",
+     lambda t, r: ["eval", r, "--no-generate", "--max-pairs", "2", "--out", t / "e"], lambda t, r: t / "e"),
+]
+
+
+@pytest.mark.parametrize("case, target, argv, folder", MID_WRITE_CASES, ids=[c[0] for c in MID_WRITE_CASES])
+def test_a_signal_mid_write_leaves_no_partial_file(tmp_path, capsys, monkeypatch, lora_run, case, target, argv, folder):
+    _stop_in(monkeypatch, target)
+    status, _, err = run_case(argv(tmp_path, lora_run), capsys)
+    assert status == 128 + signal.SIGTERM and "Traceback" not in err, err[-3000:]
+    said = [line for line in err.splitlines() if line.startswith("orpo-dist")]
+    assert said == [f"orpo-dist {argv(tmp_path, lora_run)[0]}: interrupted by SIGTERM"], err[-2000:]
+    where = folder(tmp_path, lora_run)
+    assert not partial_files(where) and not partial_files(lora_run), partial_files(where)
