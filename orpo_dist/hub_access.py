@@ -19,6 +19,7 @@ from .errors import UserError
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")  # for models; datasets also honour:
 DATASETS_OFFLINE_VARIABLE = "HF_DATASETS_OFFLINE"
 CONNECT_TIMEOUT_S = 3.0
+ANSWER_TIMEOUT_S = 5.0  # the hub answers a HEAD in well under a second; a proxy that swallows it never does
 
 
 def offline_variable(for_datasets: bool = False) -> str | None:
@@ -32,14 +33,31 @@ def offline(for_datasets: bool = False) -> bool:
 
 
 def hub_unreachable(timeout: float = CONNECT_TIMEOUT_S) -> str | None:
-    """Why the hub cannot be reached, or None if a TCP connection opens (HF_ENDPOINT honoured)."""
-    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    port = url.port or (443 if url.scheme == "https" else 80)
+    """Why the hub cannot be used, or None if it answers an HTTP request (HF_ENDPOINT honoured):
+    the connection must open within `timeout` and an answer come within ANSWER_TIMEOUT_S (an
+    address that accepts connections and never answers held the Hub client for minutes)."""
+    import urllib.error
+    import urllib.request
+
+    endpoint = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+    url = urlparse(endpoint)
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
     try:
-        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
-            return None
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
     except OSError as err:
-        return f"{url.hostname}:{port}: {err.strerror or err}"
+        return f"{host}:{port}: {err.strerror or err}"
+    try:
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/api/whoami-v2", method="HEAD"),
+                               timeout=ANSWER_TIMEOUT_S).close()
+    except urllib.error.HTTPError:
+        return None  # it answered (401 without a token): the hub is there
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        if isinstance(reason, (TimeoutError, socket.timeout)) or "timed out" in str(reason):
+            return f"{host}:{port} accepted the connection but did not answer within {ANSWER_TIMEOUT_S:.0f} s"
+        return f"{host}:{port}: {reason}"
+    return None
 
 
 def _hub_cache() -> Path:

@@ -15,7 +15,7 @@ import torch
 
 from . import builtin_models
 from .errors import UserError
-from .hub_access import looks_local
+from .hub_access import cached_on_disk, hub_model_name, hub_unreachable, looks_local, offline
 from .model_rules import apply_config_overrides, default_lora_targets, training_method
 from .recipe import ModelArguments, OrpoDistConfig
 from .strategies import FSDP2, running_engine
@@ -48,6 +48,7 @@ def check_model_folder(name: str, trust_remote_code: bool = False, what: str = "
         raise UserError(f"{what} {name} does not exist (relative paths start at {Path.cwd()}): give a model folder, "
                         "a hub name or smollm2-135m-instruct")
     if not folder.is_dir():
+        check_hub_answers(name, what)
         return  # a hub name or a file: transformers' own errors name it
     config = folder / "config.json"
     if not config.is_file():
@@ -70,6 +71,19 @@ def check_model_folder(name: str, trust_remote_code: bool = False, what: str = "
         raise UserError(f"model folder {folder} brings its own Python code ({', '.join(code)}, named in auto_map "
                         "of its config.json), which would run on load. Read it, then set trust_remote_code: true "
                         "in the recipe if you trust it; orpo-dist never runs it otherwise")
+
+
+def check_hub_answers(name: str, what: str) -> None:
+    """A hub name not in the local cache is fetched: refuse in seconds when the hub does not answer
+    (the Hub client would wait and retry for minutes, saying nothing)."""
+    repo = hub_model_name(name)
+    if repo is None or offline() or cached_on_disk(repo, "model"):
+        return
+    why = hub_unreachable()
+    if why:
+        raise UserError(f"{what} {repo!r} is not a local folder nor in the local Hugging Face cache, and the hub "
+                        f"cannot be reached ({why}). Download it once where there is network (`hf download "
+                        f"{repo}`), or give a local folder")
 
 
 def check_gguf(folder: str, gguf_file: str | None) -> None:

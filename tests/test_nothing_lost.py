@@ -335,3 +335,57 @@ def test_a_lock_is_live_or_named_stale(tmp_path, monkeypatch, case, fields, stal
         assert reason is None, reason
     else:
         assert stale in reason, reason
+
+
+# ---------------------------------------------------------------- class 7: a hub that never answers
+
+@pytest.fixture
+def silent_hub(monkeypatch):
+    """HF_ENDPOINT at an address that accepts connections and never answers; a 1 s answer bound
+    (the same code, waiting less than its 5 s)."""
+    import socket
+    import threading
+
+    from orpo_dist import hub_access
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held = []
+
+    def accept():
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(hub_access, "ANSWER_TIMEOUT_S", 1.0)
+    yield
+    server.close()
+    for conn in held:
+        conn.close()
+
+
+NETWORK_CASES = [
+    # (case, argv(tmp, run), words)
+    ("plan of a hub model", lambda t, r: ["plan", "--model", "some-org/some-model"], ["some-org/some-model"]),
+    ("train of a hub model", lambda t, r: train(t / "out", "--model_name_or_path", "some-org/some-model",
+                                                "--random_init", "false"), ["some-org/some-model", "hf download"]),
+    ("eval against a hub base", lambda t, r: ["eval", r, "--base", "some-org/some-model", "--no-generate"],
+     ["--base 'some-org/some-model'"]),
+]
+
+
+@pytest.mark.parametrize("case, argv, words", NETWORK_CASES, ids=[c[0] for c in NETWORK_CASES])
+def test_a_hub_that_never_answers_is_named_within_seconds(tmp_path, capsys, silent_hub, lora_run, case, argv, words):
+    import time
+
+    started = time.time()
+    status, _, err = run_case(argv(tmp_path, lora_run), capsys)
+    check_refusal(status, err, [*words, "accepted the connection but did not answer within 1 s"])
+    assert time.time() - started < 30

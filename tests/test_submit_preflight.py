@@ -18,14 +18,34 @@ from orpo_dist.launcher.slurm.preflight import check
 SINFO = "debug*|2|(null)\ngpu|3|gpu:a100:4(S:0-1)\n"
 
 
+def fake_slurm(bin_dir, leave_out=()):
+    """Stand-ins of every Slurm command a submission needs (sinfo answers SINFO), but `leave_out`;
+    the returned PATH holds them and the system's own folders, less any real Slurm."""
+    from orpo_dist.launcher.slurm.preflight import NEEDED_COMMANDS
+
+    bin_dir.mkdir(exist_ok=True)
+    for name in NEEDED_COMMANDS:
+        if name not in leave_out:
+            (bin_dir / name).write_text(f"#!/bin/sh\nprintf '{SINFO}'\n" if name == "sinfo" else "#!/bin/sh\nexit 0\n")
+            (bin_dir / name).chmod(0o755)
+    others = [d for d in os.environ["PATH"].split(os.pathsep)
+              if d and not any(os.path.exists(os.path.join(d, n)) for n in NEEDED_COMMANDS)]
+    return os.pathsep.join([str(bin_dir), *others])
+
+
 @pytest.fixture
 def fake_sinfo(tmp_path, monkeypatch):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "sinfo"
-    script.write_text(f"#!/bin/sh\nprintf '{SINFO}'\n")
-    script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PATH", fake_slurm(tmp_path / "bin"))
+
+
+@pytest.mark.parametrize("missing", [("srun",), ("squeue", "scancel"), ("sbatch",)])
+def test_a_login_node_without_every_slurm_command_is_told_which(tmp_path, monkeypatch, capsys, missing):
+    from .helpers import check_refusal, run_case
+
+    monkeypatch.setenv("PATH", fake_slurm(tmp_path / "bin", leave_out=missing))
+    status, _, err = run_case(["submit", "--strategy", "zero3", "tiny", "--output_dir", tmp_path / "run"], capsys)
+    check_refusal(status, err, ["Slurm is only partly on PATH", *(f"`{m}`" for m in missing), "module load slurm"])
+    assert not (tmp_path / "run").exists()
 
 
 def test_gpus_per_node_default_to_the_partitions(fake_sinfo):

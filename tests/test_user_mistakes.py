@@ -293,9 +293,9 @@ def test_a_file_is_read_for_what_it_holds(tmp_path, capsys, name, data, note):
 
 # ---------------------------------------------------------------- Ctrl-C
 
-def interrupt_once_checkpointed(argv, out, timeout=300, env=None):
-    """Start `orpo-dist ARGV`, press Ctrl-C (SIGINT to the command, as a terminal sends it) once
-    a checkpoint is complete; (exit status, stderr, seconds the command took to stop)."""
+def interrupt_once_checkpointed(argv, out, timeout=300, env=None, signum=None):
+    """Start `orpo-dist ARGV`, press Ctrl-C (SIGINT to the command, as a terminal sends it; or send
+    `signum`) once a checkpoint is complete; (exit status, stderr, seconds the command took to stop)."""
     import os
     import signal
     import subprocess
@@ -313,7 +313,7 @@ def interrupt_once_checkpointed(argv, out, timeout=300, env=None):
     while not any(out.glob("checkpoint-*/COMPLETE")):
         assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-3000:]
         time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum or signal.SIGINT)
     pressed = time.time()
     _, err = proc.communicate(timeout=180)
     return proc.returncode, err, time.time() - pressed
@@ -327,16 +327,21 @@ def training_processes_of(out) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", ["launch", "train"])
-def test_ctrl_c_stops_the_run_in_one_line_and_keeps_its_checkpoints(tmp_path, command):
+@pytest.mark.parametrize("command, signum", [("launch", "SIGTERM"), ("train", "SIGINT")])
+def test_ctrl_c_stops_the_run_in_one_line_and_keeps_its_checkpoints(tmp_path, command, signum):
+    """Ctrl-C on train; SIGTERM (a `kill`, a scheduler) on launch, which stops its ranks the way it
+    stops them on Ctrl-C (the same forwarding: torchrun's SignalException never shows)."""
+    import signal
+
     out = tmp_path / "run"
     head = ["launch", "--strategy", "ddp", "--num-processes", "2"] if command == "launch" else ["train", "--config"]
     argv = [*head, TINY_RECIPE, "--output_dir", out, "--max_steps", "500", "--save_steps", "3", "--logging_steps", "1"]
-    status, err, seconds = interrupt_once_checkpointed(argv, out)
+    status, err, seconds = interrupt_once_checkpointed(argv, out, signum=getattr(signal, signum))
     said = [line for line in err.splitlines() if "interrupted" in line]
-    print(f"Ctrl-C on {command}: exit {status} after {seconds:.1f} s: {said}")
-    assert status == 130 and "Traceback" not in err and ": error:" not in err, err[-3000:]
-    assert len(said) == 1 and said[0].startswith(f"orpo-dist {command}: interrupted"), err[-3000:]
+    print(f"{signum} on {command}: exit {status} after {seconds:.1f} s: {said}")
+    words = "interrupted" if signum == "SIGINT" else f"interrupted by {signum}"
+    assert status == 128 + getattr(signal, signum) and "Traceback" not in err and ": error:" not in err, err[-3000:]
+    assert len(said) == 1 and said[0].startswith(f"orpo-dist {command}: {words}"), err[-3000:]
     assert "The last complete checkpoint is" in said[0] and "--resume" in said[0]
     if command == "launch":
         assert f"`orpo-dist launch --strategy ddp --num-processes 2 {TINY_RECIPE}" in said[0]
@@ -344,3 +349,4 @@ def test_ctrl_c_stops_the_run_in_one_line_and_keeps_its_checkpoints(tmp_path, co
     from orpo_dist.run_folder import last_checkpoint
 
     assert last_checkpoint(out) is not None and str(last_checkpoint(out)) in said[0]
+    assert not (out / "LOCK").exists()

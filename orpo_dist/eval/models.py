@@ -130,6 +130,10 @@ def load(target: Target, base_name: str | None = None):
             check_gguf_file(base_path, "--base")
         elif not base_path.exists() and looks_local(base_name):
             raise UserError(f"--base {base_name} does not exist: give a model folder, a .gguf file or a hub name")
+        elif not base_path.exists():
+            from ..model import check_hub_answers
+
+            check_hub_answers(base_name, "--base")
         base = _from_pretrained(base_path, torch.float32, gguf=base_path.suffix == ".gguf")
         source = target.path if target.kind == "folder" else base_path
         gguf = source.suffix == ".gguf"

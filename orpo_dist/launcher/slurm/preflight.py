@@ -9,12 +9,24 @@ import subprocess
 from ...errors import UserError
 
 
+# The Slurm commands a submission uses, and what for (submitit calls the last three).
+NEEDED_COMMANDS = {"sinfo": "asks for the partitions", "sbatch": "submits the job",
+                   "srun": "starts the task on each node (the job script calls it)",
+                   "squeue": "follows the job", "scancel": "cancels it"}
+
+
 def _sinfo(*args: str) -> str:
     if shutil.which("sinfo") is None:
         raise UserError(
             "no Slurm reachable: `sinfo` is not on PATH. Run this on a login node, start a local cluster "
             "(bash scripts/local-cluster.sh start), or use --cluster local to run the job here."
         )
+    missing = [name for name in NEEDED_COMMANDS if shutil.which(name) is None]
+    if missing:
+        uses = "; ".join(f"{name} {NEEDED_COMMANDS[name]}" for name in missing)
+        raise UserError(f"Slurm is only partly on PATH here: {', '.join(f'`{m}`' for m in missing)} missing ({uses}). "
+                        "Load the module or PATH that provides all of Slurm's commands (e.g. `module load slurm`), "
+                        "or use --cluster local to run the job here")
     missing = _missing_config()
     if missing:
         raise UserError(f"no Slurm reachable: {missing}. Set SLURM_CONF to the cluster's slurm.conf (local "
