@@ -378,6 +378,7 @@ NETWORK_CASES = [
                                                 "--random_init", "false"), ["some-org/some-model", "hf download"]),
     ("eval against a hub base", lambda t, r: ["eval", r, "--base", "some-org/some-model", "--no-generate"],
      ["--base 'some-org/some-model'"]),
+    ("data check of a hub dataset", lambda t, r: ["data", "check", "some-org/some-pairs"], ["dataset 'some-org/some-pairs'"]),
 ]
 
 

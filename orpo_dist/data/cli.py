@@ -189,6 +189,9 @@ def check(args) -> int:
     if bad:
         print(f"\nbad rows ({len(bad)}):")
         print("\n".join(format_bad_rows(bad, max(0, args.show))))
+    warning = report.duplicates_warning()
+    if warning:
+        print(f"\nwarning: {warning}")
     return _verdict(report, args, data_args)
 
 

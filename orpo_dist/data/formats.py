@@ -140,6 +140,25 @@ def missing_columns(missing: list[str], columns: list[str], cols: dict[str, str]
     )
 
 
+def split_lacks_columns(split: str, columns: list[str], fmt: str, cols: dict[str, str], train: str,
+                        origin: str) -> DataUnusable | None:
+    """A split other than the training one lacks columns the training split's format needs: every
+    row of it would be bad for the same reason, so the split is refused in one line naming the
+    columns, rather than row by row. (dataset_columns maps every split alike, so the fix is to rename.)"""
+    missing = [f for f in REQUIRED[fmt] if cols[f] not in columns]
+    if not missing:
+        return None
+    needed = ", ".join(cols[f] + (f" (for {f})" if cols[f] != f else "") for f in REQUIRED[fmt])
+    guesses = _suggest(REQUIRED[fmt], columns, cols)
+    renames = [f"{guesses[f]} to {cols[f]}" for f in missing if guesses[f] != "YOUR_COLUMN"]
+    where = f" ({origin})" if origin and origin != "(not read)" else ""
+    return DataUnusable(
+        f"split {split!r}{where} has columns {', '.join(columns)}; it needs {needed}, as split {train!r} is "
+        f"read in the {DESCRIPTION[fmt]} format. Give every split the same column names"
+        + (f": rename {', '.join(renames)}" if renames else "")
+    )
+
+
 def _either(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 

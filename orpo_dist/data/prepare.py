@@ -7,11 +7,12 @@ import math
 import random
 import shlex
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from ..errors import UserError
 from ..model_rules import DEFAULT_MAX_LENGTH
-from .formats import CATEGORY_COLUMNS, DESCRIPTION, REQUIRED, column_map, detect_format, to_pair
+from .duplicates import across, fingerprint, within
+from .formats import CATEGORY_COLUMNS, DESCRIPTION, REQUIRED, column_map, detect_format, split_lacks_columns, to_pair
 from .render import Renderer
 from .report import STRICT_LIST, BadRow, BadRowError, DataReport, DataUnusable, SplitReport, format_bad_rows
 from .sources import RawSplit, load_splits
@@ -19,9 +20,17 @@ from .split_slices import check_disjoint, parse_split
 from .tokenize import measure
 
 Triple = tuple[str, str, str]
-# A kept row: (prompt, chosen, rejected) rendered, and its category (None without one), which only
-# the held-out file keeps, for eval's per-category figures; the trainer sees the strings alone.
-Row = tuple[str, str, str, str | None]
+
+
+class Row(NamedTuple):
+    """A kept row: prompt, chosen, rejected rendered (all the trainer sees), and what the checks use."""
+
+    prompt: str
+    chosen: str
+    rejected: str
+    category: str | None  # None without one; only the held-out file keeps it, for eval's per-category figures
+    where: str  # "line 7": names the row in the duplicate warning
+    key: bytes  # duplicates.fingerprint of the row as read
 
 
 @dataclass
@@ -47,7 +56,7 @@ def analyze(
     splits: list[str] | None = None,
     max_prompt_length: int | None = None,
     max_completion_length: int | None = None,
-) -> tuple[dict[str, list[Triple]], DataReport]:
+) -> tuple[dict[str, list[Row]], DataReport]:
     """Good rows per split, and the report of everything found. `splits`: the splits to read
     (those that exist); None = every split. The format is detected on the training split.
     `max_prompt_length`: long prompts are cut to their last tokens (counted) instead of dropped."""
@@ -78,9 +87,19 @@ def analyze(
                         max_prompt_length=max_prompt_length)
     good = {}
     for name in chosen_splits:
+        if name == test_name != train_name and _dicts(raw_splits[name]):
+            # Else every row of it is "missing value", row by row, and the columns it has go unnamed.
+            lacking = split_lacks_columns(name, raw_splits[name].columns, fmt, cols, train_name,
+                                          raw_splits[name].origin)
+            if lacking:
+                raise lacking
         good[name], report.splits[name] = _process(raw_splits[name], fmt, cols, renderer, tokenizer, max_length,
                                                    max_prompt_length, max_completion_length)
     report.notes.extend(note for name in chosen_splits for note in raw_splits[name].notes)
+    report.train_split = train_name
+    if test_name in good and test_name != train_name:
+        report.held_out_split, report.held_out_total = test_name, len(good[test_name])
+        report.overlap = across(good[test_name], good[train_name])
     if args.apply_chat_template and not renderer.use_template and tokenizer is not None:
         report.notes.append("the tokenizer has no chat template: rows are rendered as plain text")
     return good, report
@@ -94,20 +113,22 @@ def _process(raw: RawSplit, fmt, cols, renderer, tokenizer, max_length,
              max_prompt_length, max_completion_length=None) -> tuple[list[Row], SplitReport]:
     report = SplitReport(raw.name, total=len(raw.rows))
     bad: list[tuple[int, BadRow]] = []
-    pending: list[tuple[int, Row]] = []
+    pending: list[tuple[int, Triple, str | None, bytes]] = []  # (index in raw.rows, rendered, category, key)
     for index, row in enumerate(raw.rows):
         try:
             if isinstance(row.value, BadRowError):
                 raise row.value
-            pending.append((index, (*renderer(to_pair(row.value, fmt, cols)), _category(row.value))))
+            pair = to_pair(row.value, fmt, cols)
+            pending.append((index, renderer(pair), _category(row.value),
+                            fingerprint(pair.prompt, pair.chosen, pair.rejected)))
         except BadRowError as err:
             bad.append((index, BadRow(raw.name, row.where, row.number, err.reason, err.detail)))
     good: list[Row] = []
     lengths = None
     if tokenizer is not None:
-        lengths = measure(tokenizer, [t[:3] for _, t in pending], max_length, max_prompt_length,
+        lengths = measure(tokenizer, [triple for _, triple, _, _ in pending], max_length, max_prompt_length,
                           max_completion_length)
-    for k, (index, triple) in enumerate(pending):
+    for k, (index, triple, category, key) in enumerate(pending):
         if lengths is not None:
             result = lengths[k]
             if isinstance(result, BadRowError):
@@ -120,8 +141,9 @@ def _process(raw: RawSplit, fmt, cols, renderer, tokenizer, max_length,
             report.prompts_cut += result.prompt_cut
             if max_length is not None and result.prompt + max(result.chosen, result.rejected) > max_length:
                 report.truncated += 1
-        good.append(triple)
+        good.append(Row(*triple, category, raw.rows[index].where, key))
     report.bad = [b for _, b in sorted(bad, key=lambda item: item[0])]
+    report.duplicates = within(good)
     return good, report
 
 
@@ -180,7 +202,14 @@ def prepare_datasets(args, tokenizer, max_length: int | None, seed: int, log: Ca
         f"data: {len(train)} training pairs"
         + (f", {len(evaluation)} eval pairs ({held_out})" if evaluation else ", no eval set")
     )
-    categories = [r[3] for r in evaluation] if evaluation else None
+    # The pairs actually trained on and held out, after the split and the caps.
+    report.overlap = across(evaluation, train) if evaluation else None
+    report.held_out_split = test_name if test_name in good else None
+    report.held_out_total = len(evaluation or [])
+    warning = report.duplicates_warning()
+    if warning:
+        log(f"data: warning: {warning}")
+    categories = [r.category for r in evaluation] if evaluation else None
     if not categories or any(c is None for c in categories):
         categories = None  # figures per category need every pair to have one
     return PreparedData(_to_dataset(Dataset, train), _to_dataset(Dataset, evaluation) if evaluation else None, report,
@@ -247,5 +276,5 @@ def _cap(rows: list[Row], limit: int | None, seed: int) -> list[Row]:
 
 
 def _to_dataset(Dataset, rows: list[Row]):
-    prompts, chosen, rejected = (list(column) for column in list(zip(*rows))[:3]) if rows else ([], [], [])
-    return Dataset.from_dict({"prompt": prompts, "chosen": chosen, "rejected": rejected})
+    return Dataset.from_dict({"prompt": [r.prompt for r in rows], "chosen": [r.chosen for r in rows],
+                              "rejected": [r.rejected for r in rows]})

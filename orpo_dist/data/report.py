@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ..errors import UserError
+from .duplicates import Repeats, warning
 
 # Reason categories, in the order they are listed in summaries.
 BROKEN_JSON = "broken JSON"
@@ -66,6 +67,7 @@ class SplitReport:
     rejected_tokens: list[int] = field(default_factory=list)
     truncated: int = 0  # good rows whose prompt + longer answer exceeds max_length (answers get cut)
     prompts_cut: int = 0  # good rows whose prompt is cut to its last max_prompt_length tokens
+    duplicates: Repeats = field(default_factory=Repeats)  # good rows that repeat an earlier good row
 
     @property
     def good(self) -> int:
@@ -107,10 +109,21 @@ class DataReport:
     max_prompt_length: int | None = None
     splits: dict[str, SplitReport] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    train_split: str = "train"
+    # Held-out pairs that are also training pairs, out of held_out_total; held out as split
+    # held_out_split, or by eval_split_size when that is None.
+    overlap: Repeats | None = None
+    held_out_split: str | None = None
+    held_out_total: int = 0
 
     @property
     def bad_rows(self) -> list[BadRow]:
         return [row for split in self.splits.values() for row in split.bad]
+
+    def duplicates_warning(self) -> str | None:
+        """One line on the duplicate pairs and the held-out pairs also trained on, or None."""
+        return warning({name: split.duplicates for name, split in self.splits.items()}, self.overlap,
+                       self.held_out_total, self.held_out_split, self.train_split)
 
 
 def _by_count(item):

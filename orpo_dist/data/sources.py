@@ -19,7 +19,20 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..errors import UserError
-from .file_kind import UTF8_BOM, content_kind, csv_dialect, describe, is_gzip, open_bytes
+from .file_kind import (
+    UTF8_BOM,
+    content_kind,
+    csv_dialect,
+    describe,
+    describe_encoding,
+    encoding_name,
+    is_gzip,
+    open_bytes,
+    refuse_special,
+    special_kind,
+    text_encoding,
+    to_utf8,
+)
 from .report import BROKEN_JSON, BadRowError
 from .split_slices import add_slices, base_names, parse_split
 
@@ -80,6 +93,7 @@ def _load_splits(name: str | None, config: str | None, wanted: list[str] | None,
     path = local_dataset_path(name)
     if path == DEMO_DATA_DIR and not any(path.glob("*.jsonl")):
         raise UserError(f"the bundled demo set is missing from {path}: reinstall orpo-dist (pip install -e .)")
+    refuse_special(path)
     if path.is_file():
         return {default_split: read_file(path, default_split)}
     if path.is_dir():
@@ -123,8 +137,13 @@ def read_file(path: Path, split: str, label_file: bool = False) -> RawSplit:
     if named is None:
         raise UserError(f"{path}: unsupported file type; use .jsonl, .json, .jsonl.gz, .json.gz, .parquet or .csv")
     if not path.is_file():
+        refuse_special(path)
         raise UserError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
     content, gzipped = content_kind(path), is_gzip(path)
+    codec = text_encoding(path) if content != "parquet" else None
+    if codec:
+        raw.notes.append(f"{path.name} is {describe_encoding(codec)}, not UTF-8; it was read as "
+                         f"{encoding_name(codec)}. Save it as UTF-8 to silence this note")
     kind = {"parquet": "parquet", "json": "json", "empty": named}.get(content) or (
         "csv" if named == "csv" or _looks_like_csv(path) else named)
     if named == "parquet" and content != "parquet":
@@ -154,7 +173,7 @@ def _read_json(path: Path, raw: RawSplit, prefix: str) -> None:
             data = f.read()
     except (OSError, EOFError) as err:
         raise UserError(f"{path}: cannot read it ({err}); is the file complete?") from None
-    data = data.removeprefix(UTF8_BOM)
+    data = to_utf8(data, path).removeprefix(UTF8_BOM)
     head = data.lstrip()[:1]
     # A JSON array is read whole whatever the file is called; JSON lines (one object per line) are
     # read line by line, so that a broken line is one bad row.
@@ -216,10 +235,11 @@ def _add(raw: RawSplit, number: int, where: str, row: Any) -> None:
 def _read_csv(path: Path, raw: RawSplit, prefix: str) -> None:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     opener = gzip.open if is_gzip(path) else open
+    wide = text_encoding(path)
+    # utf-8-sig: Excel starts its UTF-8 CSV with a byte-order mark, which would else stick to the
+    # first column's name ("\ufeffprompt"); the utf-16/utf-32 codecs drop theirs too.
     try:
-        # utf-8-sig: Excel starts its UTF-8 CSV with a byte-order mark, which would else stick to the
-        # first column's name ("\ufeffprompt").
-        with opener(path, "rt", encoding="utf-8-sig", newline="") as f:
+        with opener(path, "rt", encoding=wide or "utf-8-sig", newline="") as f:
             sample = f.read(64 * 1024)
             f.seek(0)
             reader = csv.DictReader(f, dialect=csv_dialect(sample))
@@ -228,7 +248,8 @@ def _read_csv(path: Path, raw: RawSplit, prefix: str) -> None:
                 row.pop(None, None)  # cells beyond the header
                 raw.rows.append(RawRow(number, f"{prefix}row {number}", row))
     except (OSError, EOFError, UnicodeDecodeError, csv.Error) as err:
-        raise UserError(f"{path}: cannot read it as UTF-8 CSV ({err})") from None
+        name = encoding_name(wide or "utf-8")
+        raise UserError(f"{path}: cannot read it as {name} CSV ({err}); save it as UTF-8 CSV") from None
 
 
 def _read_parquet(path: Path, raw: RawSplit, prefix: str) -> None:
@@ -256,7 +277,9 @@ def _from_folder(folder: Path, wanted: list[str] | None, default_split: str) -> 
     files = sorted(
         p
         for p in folder.rglob("*")
-        if p.is_file() and has_suffix(p) and not any(s.startswith(".") for s in p.relative_to(folder).parts)
+        # A pipe named train.jsonl is kept, for read_file to refuse rather than skip it unsaid.
+        if (p.is_file() or special_kind(p)) and has_suffix(p)
+        and not any(s.startswith(".") for s in p.relative_to(folder).parts)
     )
     if not files:
         raise UserError(
@@ -312,6 +335,14 @@ def _from_arrow(loaded, origin: str, wanted: list[str] | None) -> dict[str, RawS
 def _from_hub(name: str, config: str | None, wanted: list[str] | None) -> dict[str, RawSplit]:
     import datasets
 
+    from ..hub_access import cached_on_disk, hub_unreachable, offline
+
+    if not offline(for_datasets=True) and not cached_on_disk(name, "dataset"):
+        why = hub_unreachable()  # before the Hub client's own waits and retries, which say nothing
+        if why:
+            raise UserError(f"dataset {name!r} is not a local file or folder nor in the local Hugging Face cache, and "
+                            f"the hub cannot be reached ({why}). Download it once where there is network (`hf "
+                            "download REPO --repo-type dataset`), or pass a local .jsonl/.parquet file or folder")
     try:
         loaded = datasets.load_dataset(name, config)
     except ConnectionError as err:
