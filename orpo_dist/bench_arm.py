@@ -87,6 +87,8 @@ class Pacer(TrainerCallback):
         step = state.global_step + 1
         go = self.dir / f"go-{self.arm}-{step}"
         while not go.exists():
+            if not self.dir.is_dir():  # the bench ended (a signal, a failure): nobody will say go
+                raise SystemExit(f"orpo-dist bench arm {self.arm}: the bench's folder {self.dir} is gone; stopping")
             time.sleep(0.02)
         if step == self.warmup + 1:
             reset_peak()

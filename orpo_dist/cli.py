@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"orpo-dist {name}: error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt as err:
-        print(f"\norpo-dist {name}: {stopped_words(err)}", file=sys.stderr)
+        print(f"\norpo-dist {name}: {stopped_words(err)}", file=sys.stderr)  # after any progress bar
         return 128 + signal_number(err)
     except SystemExit as exit_:  # argparse's --help (0) and refusals (2): main() returns, it never exits
         if exit_.code is None or isinstance(exit_.code, int):

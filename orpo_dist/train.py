@@ -8,6 +8,7 @@ nothing of how it was started. Flow: recipe -> dataset -> model -> trainer -> ou
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,6 +202,9 @@ def _run(recipe: Recipe, extra_callbacks, on_trainer, save_model: bool) -> Train
     # Saved aside and moved in when whole: a crash or a full disk never leaves a torn model in
     # `out` (the model card, written last, says the run finished).
     staging = out / FINAL_STAGING_FOLDER
+    if is_main_process():
+        shutil.rmtree(staging, ignore_errors=True)  # left by an earlier save that was stopped: never publish it
+    trainer.accelerator.wait_for_everyone()
     try:
         trainer.save_model(str(staging), _internal_call=True)
         trainer.accelerator.wait_for_everyone()
@@ -212,6 +216,9 @@ def _run(recipe: Recipe, extra_callbacks, on_trainer, save_model: bool) -> Train
         if disk_full(err, out):
             raise UserError(disk_full_message(out)) from None
         raise
+    finally:
+        if is_main_process():
+            shutil.rmtree(staging, ignore_errors=True)  # published, or torn by a failure or a signal
     trainer.accelerator.wait_for_everyone()
     if training.push_to_hub:
         trainer.push_to_hub()
@@ -220,8 +227,6 @@ def _run(recipe: Recipe, extra_callbacks, on_trainer, save_model: bool) -> Train
 
 
 def disk_full_message(out: Path) -> str:
-    import shutil
-
     last = last_complete_checkpoint(out)[0] if out.is_dir() else None
     free = shutil.disk_usage(next(p for p in (out, *out.parents) if p.exists())).free
     kept = f"The last complete checkpoint, {last.name}, is intact" if last else "No checkpoint was complete yet"

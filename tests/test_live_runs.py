@@ -129,3 +129,25 @@ def test_a_signal_mid_write_leaves_no_partial_file(tmp_path, capsys, monkeypatch
     assert said == [f"orpo-dist {argv(tmp_path, lora_run)[0]}: interrupted by SIGTERM"], err[-2000:]
     where = folder(tmp_path, lora_run)
     assert not partial_files(where) and not partial_files(lora_run), partial_files(where)
+
+
+@pytest.mark.slow
+def test_sigterm_on_bench_stops_every_arm_and_rank(tmp_path):
+    """bench starts two launchers, each with its ranks in sessions of their own (torchrun's): a
+    SIGTERM once they run leaves none of them behind, and says so in one line."""
+    proc = start(["bench", "--config", "tiny", "--strategy", "ddp", "--num-processes", "2", "--steps", "50",
+                  "--warmup", "0"], env={**os.environ, "TMPDIR": str(tmp_path)})
+    try:
+        wait_for(proc, lambda: any(tmp_path.glob("orpo-bench-*/done-*")))  # the arms' ranks are stepping
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err[-3000:]
+    assert [line for line in err.splitlines() if line.startswith("orpo-dist")] == ["orpo-dist bench: interrupted by SIGTERM"]
+    deadline = time.time() + 30
+    while processes_naming(tmp_path) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not processes_naming(tmp_path), processes_naming(tmp_path)
+    assert not any(tmp_path.glob("orpo-bench-*"))  # the bench's folder is gone too

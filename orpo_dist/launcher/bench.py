@@ -77,16 +77,22 @@ def _wait(paths: list[Path], arm_waited: str, procs: dict, work: Path, timeout: 
         time.sleep(0.05)
 
 
-def _kill_arm(proc: subprocess.Popen) -> None:
-    """Kill an arm's launcher and its ranks: killing the launcher alone leaves ranks behind that
-    hold their memory and wait in a collective forever."""
+def _kill_arm(proc: subprocess.Popen, grace_s: float = 40.0) -> None:
+    """Stop an arm's launcher and its ranks. torchrun starts each rank in a session of its own, so
+    killing the launcher's group alone leaves them behind (holding their memory, waiting forever):
+    SIGINT first, which torchrun passes on to its ranks and waits for; SIGKILL after `grace_s`."""
     import signal
 
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        proc.kill()
-    proc.wait()
+    for signum, wait_s in ((signal.SIGINT, grace_s), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            proc.send_signal(signum) if proc.poll() is None else None
+        try:
+            proc.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def summarise(work: Path, arm: str, warmup: int, steps: int, ranks: int, shape=None, peak=None) -> dict:

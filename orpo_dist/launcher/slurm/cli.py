@@ -14,13 +14,14 @@ import io
 import json
 import re
 import shlex
+import signal
 import shutil
 import sys
 import time
 from pathlib import Path
 
 from ...arg_types import positive, whole
-from ...errors import INTERRUPTED, Interrupted, UserError
+from ...errors import Interrupted, UserError, signal_number, stopped_words
 from ...run_lock import check_not_being_written, claim
 from ...run_folder import RUN_MARKER_FILE, SUBMITIT_FOLDER, check_new_run_folder, has_checkpoints, resume_advice, training_logs
 from ...strategies import AUTO, STRATEGIES, SUBMIT_DEFAULT
@@ -156,8 +157,14 @@ def main(argv: list[str]) -> int:
         return 0
     try:
         return follow(job, output_dir)
-    except KeyboardInterrupt:
-        raise Interrupted(f"{INTERRUPTED}: {stop_job(job)}. {resume_advice(output_dir, 'orpo-dist submit ' + shlex.join(argv))}") from None
+    except KeyboardInterrupt as err:
+        if signal_number(err) == signal.SIGHUP:  # the terminal closed: the job was not asked to stop
+            raise Interrupted(f"{stopped_words(err)} (the terminal closed): job {job.job_id} keeps running; "
+                              f"follow it with `squeue -j {job.job_id}` and its logs, cancel it with `scancel "
+                              f"{job.job_id}`", signal.SIGHUP) from None
+        raise Interrupted(f"{stopped_words(err)}: {stop_job(job)}. "
+                          f"{resume_advice(output_dir, 'orpo-dist submit ' + shlex.join(argv))}",
+                          signal_number(err)) from None
 
 
 def stop_job(job, wait_s: float = 60.0) -> str:
