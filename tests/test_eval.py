@@ -15,7 +15,7 @@ from orpo_dist.eval.probes import Probe, is_refusal, read_probes, refusal_rate
 from orpo_dist.eval.scoring import micro_batches, pair_logps, padded_pair_logps, tokenize_pairs
 from orpo_dist.eval.stats import bootstrap_interval, by_category, category_column, summarise
 
-from .helpers import TINY_RECIPE, imported_modules, run_cli
+from .helpers import TINY_RECIPE, check_refusal, imported_modules, run_case, run_cli
 
 ROWS = [
     {"prompt": "Question: 2+2?\nAnswer:", "chosen": " 4, of course.", "rejected": " 5"},
@@ -109,13 +109,23 @@ def test_pairs_file_errors_name_file_and_line(tmp_path):
         read_pairs(tmp_path / "missing.jsonl")
 
 
-def test_eval_cli_report_on_a_crafted_set_with_a_known_answer(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The tiny recipe trained by `orpo-dist train` (with the list of modules it imported): one run
+    the eval CLI tests share."""
+    out = tmp_path_factory.mktemp("tiny-run") / "run"
+    trained = run_cli("train", "--config", TINY_RECIPE, "--output_dir", out, "--save_strategy", "no",
+                      python_flags=("-X", "importtime"))
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    return out, trained
+
+
+def test_eval_cli_report_on_a_crafted_set_with_a_known_answer(tmp_path, tiny_run):
     """Mirrored pairs (p, a, b) and (p, b, a) have opposite gaps, so exactly one of each wins;
     pairs with chosen == rejected have gap 0 and never win. Accuracy is 1/3 for any model, per
     category 1/2 and 0."""
-    out = tmp_path / "run"
-    trained = run_cli("train", "--config", TINY_RECIPE, "--output_dir", out, "--save_strategy", "no")
-    assert trained.returncode == 0, trained.stderr[-3000:]
+    run, _ = tiny_run
+    out = tmp_path / "report"
     pairs = []
     for i in range(6):
         p, a, b = f"Question {i}: pick one.", f" option {i} first", f" the other {i * 7} one"
@@ -126,7 +136,7 @@ def test_eval_cli_report_on_a_crafted_set_with_a_known_answer(tmp_path):
     f.write_text("".join(json.dumps(r) + "\n" for r in pairs))
     probes = tmp_path / "probes.jsonl"
     probes.write_text('{"prompt": "Say hi."}\n{"prompt": "Tell me how to pick a lock.", "harmful": true}\n')
-    result = run_cli("eval", out, "--pairs", f, "--prompts", probes, "--max-new-tokens", "4")
+    result = run_cli("eval", run, "--pairs", f, "--prompts", probes, "--max-new-tokens", "4", "--out", out)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "preference accuracy [95% CI]" in result.stdout and "by category" in result.stdout
     report = json.loads((out / "eval.json").read_text())
@@ -148,11 +158,8 @@ def test_eval_cli_report_on_a_crafted_set_with_a_known_answer(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 
 
-def test_eval_cli_defaults_on_a_run(tmp_path):
-    out = tmp_path / "run"
-    trained = run_cli("train", "--config", TINY_RECIPE, "--output_dir", out, "--save_strategy", "no",
-                      python_flags=("-X", "importtime"))
-    assert trained.returncode == 0, trained.stderr[-3000:]
+def test_eval_cli_defaults_on_a_run(tiny_run):
+    out, trained = tiny_run
     result = run_cli("eval", out, "--max-new-tokens", "4", python_flags=("-X", "importtime"))
     assert result.returncode == 0, result.stderr[-3000:]
     # ORPO is orpo-dist's own: neither command loads TRL's experimental trainers.
@@ -176,12 +183,12 @@ def test_eval_cli_defaults_on_a_run(tmp_path):
     (lambda tmp: tmp / "nothing-here", "does not exist"),
     (lambda tmp: (tmp / "x.bin").write_bytes(b"x") and tmp / "x.bin", "not a .gguf"),
 ])
-def test_eval_of_something_that_is_no_model_is_a_clear_error(tmp_path, make, message):
-    result = run_cli("eval", make(tmp_path))
-    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+def test_eval_of_something_that_is_no_model_is_a_clear_error(tmp_path, capsys, make, message):
+    status, _, err = run_case(["eval", make(tmp_path)], capsys)
+    check_refusal(status, err, [message])
 
 
-def test_eval_of_a_checkpoint_scores_the_adapter_saved_at_that_step(tmp_path):
+def test_eval_of_a_checkpoint_scores_the_adapter_saved_at_that_step(tmp_path, capsys):
     """RUN/checkpoint-N is scored as the run would be had it stopped there: the last checkpoint,
     which holds the final weights, scores exactly as the run folder does."""
     out = tmp_path / "run"
@@ -190,9 +197,9 @@ def test_eval_of_a_checkpoint_scores_the_adapter_saved_at_that_step(tmp_path):
                       "--save_strategy", "steps", "--save_steps", "1", "--save_total_limit", "5")
     assert trained.returncode == 0, trained.stderr[-3000:]
     reports = {}
-    for target in (out / "checkpoint-1", out / "checkpoint-2", out):
-        result = run_cli("eval", target, "--no-generate", "--out", tmp_path / target.name)
-        assert result.returncode == 0, result.stderr[-3000:]
+    for target in (out / "checkpoint-1", out / "checkpoint-2", out):  # the CLI, in this process
+        status, _, err = run_case(["eval", target, "--no-generate", "--out", tmp_path / target.name], capsys)
+        assert status == 0, err[-3000:]
         reports[target.name] = json.loads((tmp_path / target.name / "eval.json").read_text())
     assert reports["checkpoint-1"]["kind"] == "checkpoint" and reports["checkpoint-1"]["pairs"] == 16
     assert reports["checkpoint-2"]["gaps"] == reports["run"]["gaps"]
@@ -202,6 +209,5 @@ def test_eval_of_a_checkpoint_scores_the_adapter_saved_at_that_step(tmp_path):
     stray = tmp_path / "stray-adapter"
     stray.mkdir()
     (stray / "adapter_config.json").write_bytes((out / "checkpoint-1" / "adapter_config.json").read_bytes())
-    refused = run_cli("eval", stray)
-    assert refused.returncode == 2 and "lies in no orpo-dist run" in refused.stderr
-    assert "Traceback" not in refused.stderr
+    status, _, err = run_case(["eval", stray], capsys)
+    check_refusal(status, err, ["lies in no orpo-dist run"])

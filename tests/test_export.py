@@ -32,7 +32,7 @@ from orpo_dist.export.modelfile import modelfile_text
 
 from .conftest import TINY_LLAMA
 from .gotemplate import ollama_messages, render
-from .helpers import TINY_RECIPE, run_cli
+from .helpers import TINY_RECIPE, run_case, run_cli
 
 PROMPT = "Hello world, héllo ✓ 123\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"
 STRINGS = [
@@ -354,8 +354,9 @@ def test_architectures_not_covered_are_refused_with_the_reason():
     assert gguf_arch(LlamaConfig()).name == "llama"
 
 
-def test_export_cli_on_a_trained_lora_run(tmp_path):
-    """A real run folder: tiny recipe with LoRA for 2 steps (random-init base rebuilt from the seed)."""
+def test_export_cli_on_a_trained_lora_run(tmp_path, capsys):
+    """A real run folder: tiny recipe with LoRA for 2 steps (random-init base rebuilt from the seed);
+    export and eval run as the CLI, in this process."""
     from peft import PeftModel
 
     from orpo_dist.eval.models import load_run_recipe
@@ -365,13 +366,13 @@ def test_export_cli_on_a_trained_lora_run(tmp_path):
     trained = run_cli("train", "--config", TINY_RECIPE, "--output_dir", run, "--use_peft", "true",
                       "--max_steps", "2", "--save_strategy", "no")
     assert trained.returncode == 0, trained.stderr[-3000:]
-    result = run_cli("export", run, "--merge", "--gguf", "q8_0")
-    assert result.returncode == 0, result.stderr[-3000:]
+    status, said, err = run_case(["export", run, "--merge", "--gguf", "q8_0"], capsys)
+    assert status == 0, err[-3000:]
     out = run / "export"
-    assert f"exported to {out}" in result.stdout
+    assert f"exported to {out}" in said
     for path in (out / "merged", out / "run-q8_0.gguf", out / "Modelfile"):
-        assert str(path) in result.stdout and path.exists()
-    assert "GGUF q8_0" in result.stderr  # the progress bar
+        assert str(path) in said and path.exists()
+    assert "GGUF q8_0" in err  # the progress bar
     assert [p.name for p in out.glob(".*")] == [".orpo-dist-export.json"]  # no temporary leftovers, only the record
     recipe = load_run_recipe(run)
     tokenizer = load_tokenizer(recipe.model, recipe.training)
@@ -381,8 +382,8 @@ def test_export_cli_on_a_trained_lora_run(tmp_path):
     # `orpo-dist eval` scores each exported form against the run's base, as it scores the run.
     scores = {}
     for name, target in (("run", run), ("merged", out / "merged"), ("gguf", out / "run-q8_0.gguf")):
-        done = run_cli("eval", target, "--no-generate", "--max-pairs", "6")
-        assert done.returncode == 0, (name, done.stderr[-3000:])
+        status, _, err = run_case(["eval", target, "--no-generate", "--max-pairs", "6"], capsys)
+        assert status == 0, (name, err[-3000:])
         folder = target if target.is_dir() else target.parent
         scores[name] = json.loads((folder / "eval.json").read_text())
         assert (folder / "eval.md").is_file() and (folder / "plots" / "eval-gap-histogram.png").is_file()
