@@ -27,16 +27,18 @@ def _raise_stopped(signum, _frame):
     raise Stopped(signum)
 
 
-def stop_cleanly_on_signals() -> None:
+def stop_cleanly_on_signals() -> dict:
     """SIGTERM and SIGHUP end a command as Ctrl-C does: cleanup runs, one line, 128 + signal. A
     signal someone chose to ignore (nohup's SIGHUP) stays ignored. A training rank under a launcher
     keeps the default (it dies at once): torchrun ends its ranks with SIGTERM, and a rank blocked in
     a collective would only run a Python handler after the launcher's grace period."""
     if os.environ.get("LOCAL_RANK") is not None:
-        return
-    for sig in STOP_SIGNALS:
-        if signal.getsignal(sig) == signal.SIG_DFL:
+        return {}
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    for sig, handler in previous.items():
+        if handler == signal.SIG_DFL:
             signal.signal(sig, _raise_stopped)
+    return previous
 
 COMMANDS = {
     "train": ("orpo_dist.train", "train with ORPO in this process (also the per-process entry point)"),
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"orpo-dist: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    stop_cleanly_on_signals()
+    previous = stop_cleanly_on_signals()
     try:
         module = importlib.import_module(COMMANDS[name][0])
         return int(module.main(rest) or 0)
@@ -92,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
             return exit_.code or 0
         print(exit_.code, file=sys.stderr)  # sys.exit("message") semantics
         return 1
+    finally:
+        for sig, handler in previous.items():  # as they were (main() also runs inside other programs)
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,34 @@ def tiny_model_dir(tmp_path_factory, demo_model_dir, demo_tokenizer):
     return out
 
 
+@pytest.fixture
+def silent_hub():
+    """An address that accepts connections and never answers (a proxy or hub that hangs): `.url`,
+    and `.accepted`, how many connections it has taken so far."""
+    import socket
+    import threading
+    import types
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    hub = types.SimpleNamespace(url=f"http://127.0.0.1:{server.getsockname()[1]}", accepted=0, held=[])
+
+    def accept():
+        while True:
+            try:
+                hub.held.append(server.accept()[0])
+            except OSError:
+                return
+            hub.accepted += 1
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield hub
+    server.close()
+    for conn in hub.held:
+        conn.close()
+
+
 @pytest.fixture(scope="module")
 def lora_run(tmp_path_factory, tiny_model_dir, demo_tokenizer):
     """A finished LoRA run folder as export and eval read it: a random adapter over the tiny llama,

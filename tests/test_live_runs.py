@@ -87,6 +87,33 @@ def test_a_live_run_is_refused_to_writers_named_to_readers_and_ends_cleanly_on_s
     assert not (run / "LOCK").exists()
 
 
+# ---------------------------------------------------------------- any signal, any command
+
+SIGNAL_CASES = [
+    # (command, signal): plan waiting on a hub that never answers (the 5 s wait for an HTTP answer)
+    (["plan", "--model", "some-org/some-model"], "SIGHUP"),
+    (["plan", "--model", "some-org/some-model"], "SIGINT"),
+]
+
+
+@pytest.mark.parametrize("argv, signame", SIGNAL_CASES, ids=[f"{c[0][0]} {c[1]}" for c in SIGNAL_CASES])
+def test_a_signal_ends_a_waiting_command_in_one_line(silent_hub, argv, signame):
+    env = {**os.environ, "HF_ENDPOINT": silent_hub.url}
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        env.pop(name, None)
+    proc = start(argv, env=env)
+    try:
+        wait_for(proc, lambda: silent_hub.accepted >= 2, timeout=120)  # the connection check, then the request
+        proc.send_signal(getattr(signal, signame))
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    words = "interrupted" if signame == "SIGINT" else f"interrupted by {signame}"
+    assert proc.returncode == 128 + getattr(signal, signame) and "Traceback" not in err, err[-3000:]
+    assert [line for line in err.splitlines() if line.strip()] == [f"orpo-dist {argv[0]}: {words}"], err[-2000:]
+
+
 # ---------------------------------------------------------------- signals that arrive mid-write
 
 def _stop_in(monkeypatch, target: str, signum=signal.SIGTERM):

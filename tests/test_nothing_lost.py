@@ -343,35 +343,14 @@ def test_a_lock_is_live_or_named_stale(tmp_path, monkeypatch, case, fields, stal
 # ---------------------------------------------------------------- class 7: a hub that never answers
 
 @pytest.fixture
-def silent_hub(monkeypatch):
-    """HF_ENDPOINT at an address that accepts connections and never answers; a 1 s answer bound
-    (the same code, waiting less than its 5 s)."""
-    import socket
-    import threading
-
+def hub_that_never_answers(silent_hub, monkeypatch):
+    """HF_ENDPOINT at the silent address, and a 1 s answer bound (the same code, waiting less than 5 s)."""
     from orpo_dist import hub_access
 
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(64)
-    held = []
-
-    def accept():
-        while True:
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                return
-
-    threading.Thread(target=accept, daemon=True).start()
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
+    monkeypatch.setenv("HF_ENDPOINT", silent_hub.url)
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(hub_access, "ANSWER_TIMEOUT_S", 1.0)
-    yield
-    server.close()
-    for conn in held:
-        conn.close()
 
 
 NETWORK_CASES = [
@@ -386,7 +365,8 @@ NETWORK_CASES = [
 
 
 @pytest.mark.parametrize("case, argv, words", NETWORK_CASES, ids=[c[0] for c in NETWORK_CASES])
-def test_a_hub_that_never_answers_is_named_within_seconds(tmp_path, capsys, silent_hub, lora_run, case, argv, words):
+def test_a_hub_that_never_answers_is_named_within_seconds(tmp_path, capsys, hub_that_never_answers, lora_run, case,
+                                                          argv, words):
     import time
 
     started = time.time()
