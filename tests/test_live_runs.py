@@ -29,6 +29,17 @@ def wait_for(proc, ready, timeout=300):
         time.sleep(0.3)
 
 
+def signal_when(proc, ready, signum, timeout=300) -> str:
+    """Send `signum` once `ready()`; the command's stderr once it has ended (killed if it hangs)."""
+    try:
+        wait_for(proc, ready, timeout)
+        proc.send_signal(signum)
+        return proc.communicate(timeout=120)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def partial_files(folder) -> list[str]:
     return [str(p) for p in folder.rglob("*") if ".partial" in p.name or p.name.endswith(".tmp")]
 
@@ -64,11 +75,10 @@ def test_a_live_run_is_refused_to_writers_named_to_readers_and_ends_cleanly_on_s
             check_refusal(status, err, words)
         # The allow-list of the pickle check against a real checkpoint (optimizer, scheduler, RNG states).
         check_pickles(last_checkpoint(run), CHECKPOINT_FIX, recursive=True)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    except BaseException:
+        proc.kill()
+        raise
+    err = signal_when(proc, lambda: True, signal.SIGTERM)
     assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err[-3000:]
     said = [line for line in err.splitlines() if line.startswith("orpo-dist")]
     assert len(said) == 1 and said[0].startswith("orpo-dist train: interrupted by SIGTERM"), err[-2000:]
@@ -101,14 +111,9 @@ def test_a_signal_ends_a_waiting_command_in_one_line(silent_hub, argv, signame):
     env = {**os.environ, "HF_ENDPOINT": silent_hub.url}
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         env.pop(name, None)
+    # The signal once the connection check and then the request have reached the hub.
     proc = start(argv, env=env)
-    try:
-        wait_for(proc, lambda: silent_hub.accepted >= 2, timeout=120)  # the connection check, then the request
-        proc.send_signal(getattr(signal, signame))
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    err = signal_when(proc, lambda: silent_hub.accepted >= 2, getattr(signal, signame), timeout=120)
     words = "interrupted" if signame == "SIGINT" else f"interrupted by {signame}"
     assert proc.returncode == 128 + getattr(signal, signame) and "Traceback" not in err, err[-3000:]
     assert [line for line in err.splitlines() if line.strip()] == [f"orpo-dist {argv[0]}: {words}"], err[-2000:]
@@ -164,13 +169,7 @@ def test_sigterm_on_bench_stops_every_arm_and_rank(tmp_path):
     SIGTERM once they run leaves none of them behind, and says so in one line."""
     proc = start(["bench", "--config", "tiny", "--strategy", "ddp", "--num-processes", "2", "--steps", "50",
                   "--warmup", "0"], env={**os.environ, "TMPDIR": str(tmp_path)})
-    try:
-        wait_for(proc, lambda: any(tmp_path.glob("orpo-bench-*/done-*")))  # the arms' ranks are stepping
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    err = signal_when(proc, lambda: any(tmp_path.glob("orpo-bench-*/done-*")), signal.SIGTERM)  # ranks stepping
     assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err[-3000:]
     assert [line for line in err.splitlines() if line.startswith("orpo-dist")] == ["orpo-dist bench: interrupted by SIGTERM"]
     deadline = time.time() + 30

@@ -24,6 +24,14 @@ def train(out, *extra):
     return ["train", "--config", TINY_RECIPE, "--output_dir", out, *extra]
 
 
+def refused_touching_nothing(tmp, argv, capsys, words):
+    """`orpo-dist ARGV` refuses in one line holding `words`, and every file under `tmp` is as it was."""
+    before = files_of(tmp)
+    status, _, err = run_case(argv, capsys)
+    check_refusal(status, err, words)
+    assert files_of(tmp) == before  # not one file added, changed or removed (no marker, no lock)
+
+
 # ---------------------------------------------------------------- class 1: a folder of the user's files
 
 def _own_recipe_here(tmp):
@@ -69,11 +77,7 @@ FOREIGN_FOLDER_CASES = [
 @pytest.mark.parametrize("case, setup, words", FOREIGN_FOLDER_CASES, ids=[c[0] for c in FOREIGN_FOLDER_CASES])
 def test_a_run_never_writes_among_files_it_did_not_write(tmp_path, capsys, monkeypatch, tiny_model_dir, case, setup, words):
     monkeypatch.chdir(tmp_path)
-    argv = setup(tmp_path, tiny_model_dir)
-    before = files_of(tmp_path)
-    status, out, err = run_case(argv, capsys)
-    check_refusal(status, err, words)
-    assert files_of(tmp_path) == before  # not one file added, changed or removed (no marker, no lock)
+    refused_touching_nothing(tmp_path, setup(tmp_path, tiny_model_dir), capsys, words)
 
 
 # ---------------------------------------------------------------- class 3: hostile and damaged files
@@ -171,11 +175,8 @@ def test_a_hostile_file_is_refused_by_name_and_never_run(tmp_path, capsys, lora_
         argv, named = _model_folder_with(tmp_path, marker, tiny_model_dir)
     else:
         argv, named = setup(tmp_path, marker, lora_run)
-    before = files_of(tmp_path)
-    status, _, err = run_case(argv, capsys)
-    check_refusal(status, err, [named, *words])
+    refused_touching_nothing(tmp_path, argv, capsys, [named, *words])
     assert not marker.exists()
-    assert files_of(tmp_path) == before
 
 
 def test_the_pickle_check_reads_torchs_legacy_format_whole():
@@ -226,11 +227,7 @@ MISMATCH_CASES = [
 
 @pytest.mark.parametrize("case, setup, words", MISMATCH_CASES, ids=[c[0] for c in MISMATCH_CASES])
 def test_a_resume_that_cannot_load_names_the_fields(tmp_path, capsys, case, setup, words):
-    argv = setup(tmp_path)
-    before = files_of(tmp_path)
-    status, _, err = run_case(argv, capsys)
-    check_refusal(status, err, words)
-    assert files_of(tmp_path) == before
+    refused_touching_nothing(tmp_path, setup(tmp_path), capsys, words)
 
 
 def test_a_resume_says_what_changed_since_its_checkpoint(tmp_path):
@@ -267,11 +264,7 @@ PATH_KIND_CASES = [
 
 @pytest.mark.parametrize("case, argv, words", PATH_KIND_CASES, ids=[c[0] for c in PATH_KIND_CASES])
 def test_a_path_of_another_kind_is_named_for_what_it_is(tmp_path, capsys, case, argv, words):
-    argv = argv(tmp_path)
-    before = files_of(tmp_path)
-    status, _, err = run_case(argv, capsys)
-    check_refusal(status, err, words)
-    assert files_of(tmp_path) == before
+    refused_touching_nothing(tmp_path, argv(tmp_path), capsys, words)
 
 
 # ---------------------------------------------------------------- run locks: live, or left by a run that died
