@@ -46,7 +46,8 @@ def claim(folder: str | Path, by: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     marker = folder / RUN_MARKER_FILE
     if not marker.exists():
-        marker.write_text(json.dumps({"created": _now(), "by": by}) + "\n")
+        # Only the command's name: its arguments stay in the LOCK of the run's life, not in a file kept for good.
+        marker.write_text(json.dumps({"created": _now(), "by": " ".join(by.split()[:2])}) + "\n")
 
 
 @dataclass
