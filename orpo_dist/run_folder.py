@@ -222,7 +222,9 @@ def check_new_run_folder(output_dir: str | Path | None, resume: bool = False) ->
     if not names:
         return
     finished = (out / MODEL_CARD_FILE).is_file() and (out / RECIPE_FILE).is_file()
-    if is_run_folder(out):
+    # Checkpoints to --resume from make a folder a run's too (one copied or moved by hand: the
+    # Trainer's checkpoint-N folders are what the user asks to continue).
+    if is_run_folder(out) or (resume and checkpoints(out)):
         if finished and not resume:
             raise UserError(f"output_dir {out} holds a finished run (its model card {MODEL_CARD_FILE} and model): "
                             "orpo-dist never overwrites a run. Choose another --output_dir (or evaluate, report "

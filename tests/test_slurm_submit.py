@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -149,6 +150,11 @@ def test_plain_sbatch_script_runs_the_same_job(slurm_env, tmp_path):
     assert result.returncode == 0, result.stderr + log[-4000:]
     assert (out / "model.safetensors").is_file() and len(train_logs(out)) == 3
     assert json.loads((out / "versions.json").read_text())["world_size"] == 2
+    # Each node ran the submitit job's own code (job.OrpoJob), as `orpo-dist submit`'s nodes do.
+    job = re.search(r"orpo.sbatch: job (\d+) start 1: 2 node\(s\) x 1 process\(es\), zero3", log)
+    assert job, log[-4000:]
+    for node in (0, 1):
+        assert f"orpo-dist job {job.group(1)}: node {node}/2 " in log, log[-4000:]
 
 
 @pytest.mark.parametrize("args,message", [
@@ -209,18 +215,17 @@ REFUSALS = [
 def test_a_job_slurm_refuses_is_one_line_and_leaves_nothing_behind(slurm_env, tmp_path, capsys, monkeypatch,
                                                                     case, options, words):
     """sbatch's refusal in Slurm's own words, in one line; the output folder as it was before
-    (here: one the user made, with a file in it), nothing of the attempt left in it."""
-    from .test_user_mistakes import check_refusal, run_case
+    (here: an empty one the user made), nothing of the attempt left in it (no job files, no claim)."""
+    from .helpers import check_refusal, run_case
 
     for key, value in slurm_env.items():
         monkeypatch.setenv(key, value)
     out = tmp_path / "run"
     out.mkdir()
-    (out / "recipe.yaml").write_text(TINY.read_text())  # the user's copy of the recipe, beside the run
     status, _, err = run_case(["submit", "--nodes", "1", "--gpus-per-node", "0", "--strategy", "single", *options,
                                TINY, "--output_dir", out], capsys)
     check_refusal(status, err, ["Slurm refused the job: sbatch: error:", words, "Nothing was submitted"])
-    assert sorted(p.name for p in out.iterdir()) == ["recipe.yaml"]
+    assert sorted(p.name for p in out.iterdir()) == []
     fresh = tmp_path / "fresh"
     status, _, err = run_case(["submit", "--nodes", "1", "--gpus-per-node", "0", "--strategy", "single", *options,
                                TINY, "--output_dir", fresh], capsys)
