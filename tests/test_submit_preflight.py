@@ -98,5 +98,50 @@ def test_srun_waits_a_bounded_time_for_a_node_whose_exit_was_lost(fake_sinfo, tm
     with pytest.raises(SystemExit) as refused:  # argparse's own refusal (arg_types.whole)
         submit_cli.main(["--task-exit-wait", "-1", *base])
     assert refused.value.code == 2
+
+
+
+def test_orpo_sbatch_holds_only_sbatch_lines_and_the_one_entry_point():
+    """The plain-sbatch path keeps no setting of its own: its #SBATCH lines, then batch.py, which
+    takes the srun flags and defaults from settings.py as submit does (the signal delay is the one
+    number an #SBATCH line must spell out: it is compared here)."""
+    from orpo_dist.launcher.slurm.settings import SIGNAL_DELAY_S
+
     sbatch = (Path(submit_cli.__file__).parents[2] / "configs" / "slurm" / "orpo.sbatch").read_text()
-    assert f'--wait="${{TASK_EXIT_WAIT:-{submit_cli.TASK_EXIT_WAIT_S}}}"' in sbatch
+    code = [line for line in sbatch.splitlines() if line.strip() and not line.startswith("#")]
+    assert code == ['exec python -m orpo_dist.launcher.slurm.batch "$@"']
+    assert f"#SBATCH --signal=B:USR1@{SIGNAL_DELAY_S}\n" in sbatch
+    assert f"default {SIGNAL_DELAY_S}" in submit_cli.make_parser().format_help().replace("\n", " ")
+
+
+def test_orpo_sbatch_starts_the_submitit_jobs_code_on_every_node(tmp_path, monkeypatch, capsys):
+    """batch.py (what orpo.sbatch runs) without Slurm: the srun line it starts, and its refusals."""
+    from orpo_dist.launcher.slurm import batch
+    from orpo_dist.launcher.slurm.settings import TASK_EXIT_WAIT_S, srun_flags
+    from orpo_dist.strategies import SUBMIT_DEFAULT
+
+    started = []
+    monkeypatch.setattr(batch.subprocess, "Popen", lambda argv: started.append(argv) or
+                        types.SimpleNamespace(poll=lambda: 0))
+    for name in ("STRATEGY", "GPUS_PER_NODE", "TASK_EXIT_WAIT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLURM_GPUS_ON_NODE", "4")
+    out = tmp_path / "run"
+    assert batch.run(["tiny", "--output_dir", str(out)]) == 0
+    srun = started[-1]
+    assert srun[:4] == ["srun", *srun_flags(TASK_EXIT_WAIT_S), "--ntasks-per-node=1"]
+    assert srun[5:12] == ["-m", "orpo_dist.launcher.slurm.job", SUBMIT_DEFAULT, "4", str(out),
+                          str(Path(batch.__file__).parents[2] / "recipes" / "tiny.yaml"), "--output_dir"]
+    monkeypatch.setenv("TASK_EXIT_WAIT", "0")
+    monkeypatch.setenv("STRATEGY", "fsdp2")
+    assert batch.run(["tiny", "--output_dir", str(out)]) == 0
+    assert started[-1][1:3] == ["--kill-on-bad-exit=1", "--ntasks-per-node=1"] and "fsdp2" in started[-1]
+    for env, words in [({"STRATEGY": "zero4"}, "unknown strategy 'zero4'"), ({"GPUS_PER_NODE": "0"}, "at least 1"),
+                       ({"TASK_EXIT_WAIT": "soon"}, "not a whole number")]:
+        with monkeypatch.context() as patch:
+            for name, value in env.items():
+                patch.setenv(name, value)
+            with pytest.raises(UserError, match=words):
+                batch.run(["tiny", "--output_dir", str(out)])
+    with pytest.raises(UserError, match="usage: sbatch"):
+        batch.run([])

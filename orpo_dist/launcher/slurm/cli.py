@@ -25,12 +25,8 @@ from ...errors import Interrupted, UserError, signal_number, stopped_words
 from ...run_lock import check_not_being_written, claim
 from ...run_folder import RUN_MARKER_FILE, SUBMITIT_FOLDER, check_new_run_folder, has_checkpoints, resume_advice, training_logs
 from ...strategies import AUTO, STRATEGIES, SUBMIT_DEFAULT
+from .settings import SIGNAL_DELAY_S, TASK_EXIT_WAIT_S, srun_flags
 
-# srun --wait: seconds srun waits for the other nodes' tasks once one has ended. A finished run's
-# nodes all leave the same final barrier within seconds; a node whose "task exited" message was lost
-# (its link cut while it ended) would otherwise hold the job until the time limit, since srun
-# never asks again. orpo.sbatch's TASK_EXIT_WAIT default is the same number.
-TASK_EXIT_WAIT_S = 120
 
 TERMINAL_FAILURES = {"FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL",
                      "DEADLINE", "INTERRUPTED"}
@@ -74,8 +70,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-node", type=whole(1), help="CPUs for the task on each node")
     p.add_argument("--exclusive", action="store_true")
     p.add_argument("--job-name", default="orpo-dist")
-    p.add_argument("--signal-delay", type=whole(0), default=180,
-                   help="seconds before the time limit at which Slurm signals the job to checkpoint (default 180)")
+    p.add_argument("--signal-delay", type=whole(0), default=SIGNAL_DELAY_S,
+                   help="seconds before the time limit at which Slurm signals the job to checkpoint "
+                        f"(default {SIGNAL_DELAY_S})")
     p.add_argument("--max-requeues", type=whole(0), default=20,
                    help="how many time-limit requeues the job may take before it gives up (default 20)")
     p.add_argument("--task-exit-wait", type=whole(0),
@@ -227,12 +224,8 @@ def submit(args, strategy, overrides, output_dir: Path, timeout_min: int, partit
     if args.mem:
         params["mem_gb"] = args.mem
     if args.cluster == "slurm":
-        # --kill-on-bad-exit: a node whose task dies (OOM, a bad GPU) ends the whole step at once.
-        # Gloo notices a dead peer's closed socket by itself; NCCL may not, and the other nodes
-        # would wait in their next collective until its timeout (30 min by default).
-        # --wait: see TASK_EXIT_WAIT_S.
-        srun_args = ["--kill-on-bad-exit=1"] + ([f"--wait={args.task_exit_wait}"] if args.task_exit_wait else [])
-        params.update(slurm_partition=partition, slurm_signal_delay_s=args.signal_delay, slurm_srun_args=srun_args)
+        params.update(slurm_partition=partition, slurm_signal_delay_s=args.signal_delay,
+                      slurm_srun_args=srun_flags(args.task_exit_wait))
         for key in ("account", "qos", "constraint"):
             if getattr(args, key):
                 params[f"slurm_{key}"] = getattr(args, key)

@@ -9,6 +9,10 @@ Pre-emption / time limit: submitit delivers Slurm's warning signal (USR2) to tas
 `checkpoint()`: it asks the run to stop (OUTPUT_DIR/STOP; every rank agrees on the step, saves a
 checkpoint and exits), waits for that, and hands submitit the same job to requeue. Every start
 passes --resume, so a requeued job continues from its last checkpoint in the same output folder.
+
+Plain sbatch (orpo.sbatch, batch.py) runs this same job on each node, as
+`python -m orpo_dist.launcher.slurm.job STRATEGY PROCESSES_PER_NODE OUTPUT_DIR RECIPE [overrides]`;
+there the batch shell takes the warning and requeues, and a node that stopped returns at once.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import time
 
 import submitit
 
-from ...run_folder import request_stop, was_stopped
+from ...run_folder import EXIT_STOPPED, request_stop, was_stopped
 from ..command import Layout, build, ignore_stop_signals
 from ..failures import StderrRelay, failure_message
 from ..network import GLOO_INTERFACE_VARIABLE, local_address_towards
@@ -94,7 +98,7 @@ class OrpoJob(submitit.helpers.Checkpointable):
             # wait for that rather than report a result that isn't one.
             print(f"orpo-dist job {env.job_id}: node {env.node} checkpointed and stopped; waiting for the requeue",
                   flush=True)
-            time.sleep(self.stop_wait_s)
+            time.sleep(self.stop_wait_s)  # 0 under plain sbatch, whose batch shell requeues once srun ends
             return {"node": env.node, "hostname": node_name, "status": "stopped", "restarts": restarts}
         if code < 0:
             raise RuntimeError(f"training on node {env.node} ({node_name}) was killed by signal {-code} "
@@ -123,3 +127,25 @@ class OrpoJob(submitit.helpers.Checkpointable):
                           file=sys.stderr, flush=True)
                     return None
         return super().checkpoint(*args, **kwargs)
+
+
+def main(argv: list[str]) -> int:
+    """One node's task of a plain-sbatch job (batch.py starts it with srun): the submitit job's code."""
+    if len(argv) < 4 or not argv[1].isdigit():
+        print("usage: python -m orpo_dist.launcher.slurm.job STRATEGY PROCESSES_PER_NODE OUTPUT_DIR RECIPE "
+              "[--field value ...]", file=sys.stderr)
+        return 2
+    strategy, per_node, output_dir, recipe, *overrides = argv
+    # submitit's Slurm environment (node, nodes, job id: what OrpoJob reads) knows it is in a Slurm
+    # job by this variable, which its own job script sets.
+    os.environ.setdefault("SUBMITIT_EXECUTOR", "slurm")
+    try:
+        result = OrpoJob(strategy, recipe, overrides, int(per_node), output_dir, stop_wait_s=0)()
+    except RuntimeError as err:
+        print(f"orpo-dist job: {err}", file=sys.stderr, flush=True)
+        return 1
+    return EXIT_STOPPED if result["status"] == "stopped" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
