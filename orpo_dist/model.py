@@ -206,7 +206,7 @@ def check_lora_targets(margs: ModelArguments, training: OrpoDistConfig) -> None:
         return
     from transformers import AutoConfig
 
-    from .planner.shapes import lora_target_groups, shape_of_config
+    from .model_shape import lora_target_groups, shape_of_config
 
     path = model_path(margs)
     check_model_folder(path, training.trust_remote_code)

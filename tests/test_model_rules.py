@@ -10,7 +10,8 @@ import pytest
 from orpo_dist.errors import UserError
 from orpo_dist.model import load_model, peft_config
 from orpo_dist.planner.inputs import method_of
-from orpo_dist.planner.shapes import lora_params, lora_target_groups, resolve_shape
+from orpo_dist.model_shape import lora_params, lora_target_groups
+from orpo_dist.planner.shapes import resolve_shape
 from orpo_dist.recipe import parse
 
 from .helpers import TINY_RECIPE

@@ -7,7 +7,8 @@ The launchers' front door (what `orpo-dist launch/submit --strategy auto` call):
     print(format_plan(plan, rec))
     require_fit(plan, "zero2", force=False)                 # UserError if it cannot fit
 
-The parts: shapes (a model's exact parameter counts, built on the meta device), memory (the
+The parts: shapes (where a model's config comes from; its exact parameter counts, built on the meta
+device, are orpo_dist/model_shape.py's, which training reads too), memory (the
 per-strategy estimate), recommend, inputs (a recipe's fields -> shape, method, workload), detect,
 report, table, cli. Method and assumptions: docs/planner.md. Nothing here imports torch until a
 shape is resolved.

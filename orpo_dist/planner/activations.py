@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .shapes import ModelShape, lora_target_groups
+from ..model_shape import ModelShape, lora_target_groups
 from .spec import Assumptions, Hardware, Workload, weight_bytes
 
 

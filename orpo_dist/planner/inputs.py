@@ -15,7 +15,8 @@ from ..model_rules import plans_fast_step, training_method
 from .memory import Plan, estimate
 from .spec import Assumptions, Hardware, Workload
 from .recommend import Recommendation, recommend
-from .shapes import ModelShape, resolve_shape
+from ..model_shape import ModelShape
+from .shapes import resolve_shape
 
 
 class PlanInputs(NamedTuple):

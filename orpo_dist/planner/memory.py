@@ -21,7 +21,7 @@ from ..strategies import (  # fastest first: the recommendation is the first tha
 )
 from ..model_rules import METHODS, keeps_logits
 from .activations import activation_bytes
-from .shapes import ModelShape, lora_params, lora_target_groups
+from ..model_shape import ModelShape, lora_params, lora_target_groups
 from .spec import GiB, Assumptions, Hardware, Workload, weight_bytes
 
 # Breakdown rows, in display order. model states = the first five (DeepSpeed's figure for full FT).
