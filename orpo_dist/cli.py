@@ -51,7 +51,7 @@ COMMANDS = {
     "submit": ("orpo_dist.launcher.slurm.cli", "submit a recipe to Slurm through submitit"),
     "plan": ("orpo_dist.planner.cli", "predict memory per GPU and recommend a strategy"),
     "recipes": ("orpo_dist.recipes_cli", "list the bundled recipes, or copy one to edit"),
-    "bench": ("orpo_dist.launcher.bench", "time the stock ORPO step (TRL's algorithm) against the fast one, side by side"),
+    "bench": ("orpo_dist.bench.cli", "time the stock ORPO step (TRL's algorithm) against the fast one, side by side"),
 }
 
 

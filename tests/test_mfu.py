@@ -1,10 +1,10 @@
-"""MFU's model FLOPs (orpo_dist/launcher/mfu.py) against a hand count of a known model."""
+"""MFU's model FLOPs (orpo_dist/bench/mfu.py) against a hand count of a known model."""
 
 from __future__ import annotations
 
 import pytest
 
-from orpo_dist.launcher.mfu import GPU_BF16_PEAK, model_flops
+from orpo_dist.bench.mfu import GPU_BF16_PEAK, model_flops
 from orpo_dist.planner.shapes import resolve_shape
 
 

@@ -1,6 +1,6 @@
 """One arm of `orpo-dist bench`: an ordinary training run (train.run) paced step by step.
 
-Per process: `python -m orpo_dist.bench_arm --bench_dir DIR --bench_arm NAME --config
+Per process: `python -m orpo_dist.bench.arm --bench_dir DIR --bench_arm NAME --config
 RECIPE [overrides]`, alone or under `accelerate launch`. Before each optimizer step every rank
 waits for DIR/go-NAME-STEP (written by the benchmark when the other arm is idle), then times the
 step and writes DIR/done-NAME-STEP-RANK.json with its seconds, pairs and unique tokens. After the
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from .orpo.fast.packing import unique_token_count
+from ..orpo.fast.packing import unique_token_count
 
 
 def _rank() -> int:
@@ -116,8 +116,8 @@ def _take(argv: list[str], flag: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    from .recipe import parse
-    from .train import run
+    from ..recipe import parse
+    from ..train import run
 
     argv = list(argv)
     bench_dir, arm, warmup = Path(_take(argv, "--bench_dir")), _take(argv, "--bench_arm"), int(_take(argv, "--bench_warmup"))
@@ -127,7 +127,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    from .errors import UserError
+    from ..errors import UserError
 
     try:
         sys.exit(main(sys.argv[1:]))

@@ -22,12 +22,12 @@ from pathlib import Path
 from ..arg_types import positive, whole
 from ..atomic import write_text
 from ..errors import UserError
+from ..launcher.command import DEFAULT_PORT, Layout, build
 from ..strategies import ONE_PROCESS, STRATEGIES
-from .command import DEFAULT_PORT, Layout, build
 from .mfu import machine_peak, model_flops
 
 ARMS = ("stock", "fast")
-ENTRY = ("-m", "orpo_dist.bench_arm")
+ENTRY = ("-m", "orpo_dist.bench.arm")
 
 EPILOG = """examples:
   orpo-dist bench                                  # SmolLM2-135M + LoRA on the bundled demo pairs
