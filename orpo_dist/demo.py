@@ -16,6 +16,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from .builtin_models import DEMO_MODEL
 from .run_folder import EVAL_FILE, EVAL_REPORT_FILE, METRICS_FILE, MODEL_CARD_FILE, PLOTS_FOLDER
@@ -49,7 +50,16 @@ DEMO_RECIPE = {
 # `--data hh`: Anthropic's HH-RLHF harmless-base test file, kept beside the project (never copied in);
 # the recipe holds its path.
 HH_RECIPE = "hh-rlhf-smollm2"
-DEMO_DATA = {"bundled": "the bundled preference set", "hh": "HH-RLHF harmless-base"}
+
+
+class DemoData(NamedTuple):
+    label: str
+    recipe: str | None  # a bundled recipe, or None for DEMO_RECIPE
+    harmful_probes: bool  # generate from the red-team probes (HH's prompts) rather than the everyday ones
+
+
+DEMO_DATA = {"bundled": DemoData("the bundled preference set", None, False),
+             "hh": DemoData("HH-RLHF harmless-base", HH_RECIPE, True)}
 
 
 def peak_rss_gib() -> float:
@@ -101,15 +111,16 @@ def main(argv: list[str]) -> int:
 
     start = time.time()
     output_dir = args.output_dir or f"runs/demo-{datetime.now():%Y%m%d-%H%M%S}"
-    if args.data == "hh":
-        recipe = parse(["--config", HH_RECIPE, "--output_dir", output_dir, *overrides], prog="orpo-dist demo")
+    data = DEMO_DATA[args.data]
+    if data.recipe:
+        recipe = parse(["--config", data.recipe, "--output_dir", output_dir, *overrides], prog="orpo-dist demo")
     else:
         recipe = parse(["--output_dir", output_dir, *overrides], prog="orpo-dist demo", defaults=DEMO_RECIPE)
-    print(f"orpo-dist demo: ORPO + LoRA on {DEMO_MODEL} with {DEMO_DATA[args.data]} -> {output_dir}", flush=True)
+    print(f"orpo-dist demo: ORPO + LoRA on {DEMO_MODEL} with {data.label} -> {output_dir}", flush=True)
     result = run(recipe)
     trained_at = time.time()
     print("orpo-dist demo: evaluating base and trained model on the held-out pairs", flush=True)
-    probes = () if args.no_generate else HARMFUL_PROBES if args.data == "hh" else DEFAULT_PROBES
+    probes = () if args.no_generate else HARMFUL_PROBES if data.harmful_probes else DEFAULT_PROBES
     scores = evaluate_run(result.output_dir, probes=probes)
     print()
     print(format_result(scores))

@@ -15,7 +15,7 @@ from .helpers import REPO
 
 PACKAGE = REPO / "orpo_dist"
 # Training code the launching layer must not import, directly or through anything it imports.
-TRAINING = ("orpo_dist.callbacks", "orpo_dist.train", "orpo_dist.model", "orpo_dist.orpo", "orpo_dist.bench_arm",
+TRAINING = ("orpo_dist.callbacks", "orpo_dist.train", "orpo_dist.model", "orpo_dist.orpo", "orpo_dist.bench.arm",
             "orpo_dist.outputs", "orpo_dist.data", "orpo_dist.eval", "orpo_dist.demo", "orpo_dist.report")
 # ORPO's config is a recipe's training half: the launchers read recipes through it (it imports no trainer).
 RECIPE_LEVEL = ("orpo_dist.orpo", "orpo_dist.orpo.config")
@@ -55,7 +55,7 @@ def source_of(module: str) -> Path | None:
 
 
 def test_launching_layer_imports_no_training_code():
-    start = sorted((PACKAGE / "launcher").rglob("*.py"))
+    start = sorted((PACKAGE / "launcher").rglob("*.py")) + [PACKAGE / "bench" / "cli.py", PACKAGE / "bench" / "mfu.py"]
     assert len(start) >= 8
     seen, chain = set(), {module_name(p): [module_name(p)] for p in start}
     todo = list(chain)
@@ -148,3 +148,28 @@ def test_no_module_imports_trls_experimental_trainers():
     found = {str(p.relative_to(REPO)): m for p in PACKAGE.rglob("*.py") if (m := _imports_trl_experimental(p))}
     assert not found, found
     assert _imports_trl_experimental(REPO / "tests" / "orpo_step_cases.py")  # the check sees such an import
+
+
+def test_strategy_and_format_names_are_tested_only_in_their_tables():
+    """A strategy or data format is one entry in its table (strategies.py; data/formats.py): code
+    elsewhere asks the entry (its engine, what it shards, the format's columns), never compares a
+    name (`if strategy == "zero3"`), or adding one would mean finding every such test."""
+    from orpo_dist.data.formats import FORMATS
+    from orpo_dist.strategies import STRATEGIES
+
+    names = set(STRATEGIES) | set(FORMATS)
+    homes = {PACKAGE / "strategies.py", PACKAGE / "data" / "formats.py"}
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path in homes:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Compare):
+                continue
+            sides = [node.left, *node.comparators]
+            values = [e for side in sides for e in (side.elts if isinstance(side, (ast.Tuple, ast.List, ast.Set))
+                                                    else [side])]
+            named = [v.value for v in values if isinstance(v, ast.Constant) and v.value in names]
+            if named:
+                found.append(f"{path.relative_to(REPO)}:{node.lineno} compares {named}")
+    assert not found, found
