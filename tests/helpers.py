@@ -37,6 +37,20 @@ def write_jsonl(path, rows, opener=open):
     return path
 
 
+def prepare(path, tokenizer=None, max_length=1024, seed=0, max_prompt_length=None, **data_fields):
+    """The data layer on a data file as training calls it (no held-out split unless asked); the
+    lines it logged are in `.log`."""
+    from orpo_dist.data import prepare_datasets
+    from orpo_dist.recipe import DataArguments
+
+    data_fields.setdefault("eval_split_size", 0.0)
+    lines: list[str] = []
+    data = prepare_datasets(DataArguments(dataset_name=str(path), **data_fields), tokenizer, max_length, seed,
+                            log=lines.append, max_prompt_length=max_prompt_length)
+    data.log = lines
+    return data
+
+
 def read_jsonl(path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 

@@ -13,6 +13,16 @@ from .helpers import REPO, TINY_RECIPE, train_logs
 TINY = TINY_RECIPE
 
 
+def job_state(env: dict, job: str) -> str:
+    """The job's state: its accounting record (sacct) once it has one, else the queue's (squeue);
+    "" while neither knows it."""
+    def ask(*argv):
+        return subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **env}, timeout=30).stdout.split()
+
+    accounted = ask("sacct", "-n", "-X", "-P", "-o", "State", "-j", job)
+    return accounted[0] if accounted else " ".join(ask("squeue", "-h", "-j", job, "-o", "%T"))
+
+
 def read_until(proc, marker: str, timeout: float = 300) -> str:
     """The submit command's output up to the first line holding `marker` (the plan prints first)."""
     deadline, lines = time.time() + timeout, []

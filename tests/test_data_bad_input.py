@@ -12,17 +12,9 @@ from orpo_dist.data import DataUnusable, prepare_datasets
 from orpo_dist.errors import UserError
 from orpo_dist.recipe import DataArguments
 
-from .helpers import write_jsonl
+from .helpers import prepare, write_jsonl
 
 GOOD = {"prompt": "Is water wet?", "chosen": "Yes.", "rejected": "Banana."}
-
-
-def prepare(path, tokenizer=None, max_length=1024, **kwargs):
-    kwargs.setdefault("eval_split_size", 0.0)
-    lines = []
-    data = prepare_datasets(DataArguments(dataset_name=str(path), **kwargs), tokenizer, max_length, 0, lines.append)
-    data.log = lines
-    return data
 
 
 def bad(data):

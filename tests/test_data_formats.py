@@ -11,10 +11,9 @@ import types
 
 import pytest
 
-from orpo_dist.data import PreparedData, main_process_log, prepare_datasets
-from orpo_dist.recipe import DataArguments
+from orpo_dist.data import main_process_log
 
-from .helpers import write_jsonl
+from .helpers import prepare, write_jsonl
 
 END = "<|im_end|>\n"  # SmolLM2's end of turn, as rendered after an assistant message
 
@@ -22,18 +21,6 @@ STANDARD = [
     {"prompt": f"What is {i} + {i}?", "chosen": f"It is {2 * i}.", "rejected": f"It is {2 * i + 1}.", "id": i}
     for i in range(10)
 ]
-
-
-def data_args(path, **kwargs) -> DataArguments:
-    kwargs.setdefault("eval_split_size", 0.0)
-    return DataArguments(dataset_name=str(path), **kwargs)
-
-
-def prepare(path, tokenizer, max_length=1024, seed=0, **kwargs) -> PreparedData:
-    lines = []
-    data = prepare_datasets(data_args(path, **kwargs), tokenizer, max_length, seed, log=lines.append)
-    data.log = lines
-    return data
 
 
 def prompt_text(tokenizer, messages):

@@ -16,6 +16,7 @@ import time
 import pytest
 
 from .helpers import REPO
+from .slurm_jobs import job_state
 
 pytestmark = pytest.mark.slurm
 CLUSTER = REPO / "scripts" / "local-cluster.sh"
@@ -74,10 +75,6 @@ def final_state(env: dict, job: str, timeout: float = 120) -> str:
 
 def in_queue(env: dict, job: str) -> bool:
     return bool(slurm(env, "squeue", "-h", "-j", job, "-o", "%i").strip())
-
-
-def job_state(env: dict, job: str) -> str:
-    return slurm(env, "squeue", "-h", "-j", job, "-o", "%T").strip()
 
 
 def describe(env: dict, *jobs: str) -> str:

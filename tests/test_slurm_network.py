@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from .slurm_jobs import job_id, read_until, submit_in_background, training_pids, wait_for_training
+from .slurm_jobs import job_id, job_state, read_until, submit_in_background, training_pids, wait_for_training
 from .conftest import SLURM_CLUSTER
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -28,13 +28,6 @@ MARGIN = 30  # seconds beyond the timeouts: the launcher's exit, submitit's resu
 def cluster(*args: str) -> str:
     return subprocess.run(["bash", str(SLURM_CLUSTER), *args], capture_output=True, text=True, check=True,
                           timeout=60).stdout.strip()
-
-
-def job_state(slurm_env, jid: str) -> str:
-    """The job's state in Slurm's accounting ("" while sacct has no record yet)."""
-    out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "State", "-j", jid], capture_output=True, text=True,
-                         env={**os.environ, **slurm_env}, timeout=30).stdout.split()
-    return out[0] if out else ""
 
 
 def node_log(out, node: int) -> str:

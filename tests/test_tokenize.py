@@ -5,14 +5,12 @@ trainer's."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from orpo_dist.data import prepare_datasets
 from orpo_dist.data.report import BadRowError
 from orpo_dist.data.tokenize import tokenize_pair
-from orpo_dist.recipe import DataArguments
+
+from .helpers import prepare, write_jsonl
 
 LONG_PROMPT = "Here is some background you should read first. " * 40 + "Now, is the sky blue?"
 ROWS = [
@@ -62,11 +60,9 @@ def prompt_side(tokenized, side="chosen"):
     return tokenized[f"{side}_labels"].count(-100)
 
 
-def prepare(tmp_path, tokenizer, rows, max_length, max_prompt_length=None, template=True):
-    path = tmp_path / "pairs.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    args = DataArguments(dataset_name=str(path), eval_split_size=0.0, apply_chat_template=template)
-    return prepare_datasets(args, tokenizer, max_length, 0, log=lambda _: None, max_prompt_length=max_prompt_length)
+def prepare_rows(tmp_path, tokenizer, rows, max_length, max_prompt_length=None, template=True):
+    return prepare(write_jsonl(tmp_path / "pairs.jsonl", rows), tokenizer, max_length,
+                   max_prompt_length=max_prompt_length, apply_chat_template=template)
 
 
 def test_without_max_prompt_length_every_row_is_trls_or_refused(demo_tokenizer):
@@ -94,7 +90,7 @@ def test_rows_whose_prompt_is_not_cut_are_trls(demo_tokenizer):
 def test_a_long_prompt_keeps_its_last_tokens_and_trains(tmp_path, demo_tokenizer, template):
     max_length, limit = 128, 48
     bos = demo_tokenizer.bos_token_id
-    kept = prepare(tmp_path, demo_tokenizer, [ROWS[2]], max_length, limit, template)
+    kept = prepare_rows(tmp_path, demo_tokenizer, [ROWS[2]], max_length, limit, template)
     row = kept.train[0]  # the rendered strings the trainer gets
     assert kept.report.splits["train"].prompts_cut == 1 and not kept.report.bad_rows
 
@@ -112,14 +108,14 @@ def test_a_long_prompt_keeps_its_last_tokens_and_trains(tmp_path, demo_tokenizer
 
     # TRL alone leaves this row nothing to learn, so without max_prompt_length the data layer drops it.
     assert all(label == -100 for label in trl_row(demo_tokenizer, row, max_length)["chosen_labels"])
-    dropped = prepare(tmp_path, demo_tokenizer, [ROWS[2], ROWS[0]], max_length, None, template)
+    dropped = prepare_rows(tmp_path, demo_tokenizer, [ROWS[2], ROWS[0]], max_length, None, template)
     assert [b.reason for b in dropped.report.bad_rows] == ["prompt too long"]
 
 
 @pytest.mark.parametrize("template", [False, True], ids=["plain", "chat-template"])
 def test_data_check_counts_what_the_trainer_cuts(tmp_path, demo_tokenizer, template):
     max_length, limit = 96, 32
-    data = prepare(tmp_path, demo_tokenizer, ROWS, max_length, limit, template)
+    data = prepare_rows(tmp_path, demo_tokenizer, ROWS, max_length, limit, template)
     split = data.report.splits["train"]
     assert split.good == len(ROWS) and not data.report.bad_rows
     trainer, untouched = Ours(demo_tokenizer, max_length, limit), \
