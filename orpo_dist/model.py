@@ -7,6 +7,7 @@ recipe asks for) live in orpo_dist/model_rules.py.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -124,29 +125,24 @@ def load_tokenizer(margs: ModelArguments, training: OrpoDistConfig):
 
 
 def quantization_config(margs: ModelArguments, dtype):
+    """TRL's get_quantization_config, given the dtypes this run computes and stores 4-bit weights in."""
     if not (margs.load_in_4bit or margs.load_in_8bit):
         return None
-    from transformers import BitsAndBytesConfig
+    from trl import get_quantization_config
 
-    if margs.load_in_8bit:
-        return BitsAndBytesConfig(load_in_8bit=True)
     compute = dtype if isinstance(dtype, torch.dtype) else torch.bfloat16
     # Storage dtype = compute dtype: ZeRO-3 (and FSDP) can only shard the packed 4-bit weights
     # when they are stored in the same float dtype as the rest of the model; harmless otherwise.
     storage = getattr(torch, margs.bnb_4bit_quant_storage) if margs.bnb_4bit_quant_storage else compute
-    if not storage.is_floating_point and running_engine() == FSDP2:
+    if margs.load_in_4bit and not storage.is_floating_point and running_engine() == FSDP2:
         # accelerate#3983: FSDP cannot shard integer-stored 4-bit weights; runs on them have
         # trained to loss 0 / grad_norm nan without an error.
         raise UserError(f"bnb_4bit_quant_storage {margs.bnb_4bit_quant_storage} cannot be sharded by FSDP2: remove "
                         f"the field (the storage dtype then follows the compute dtype, {str(compute)[6:]}) or set "
                         "it to that float dtype")
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type=margs.bnb_4bit_quant_type,
-        bnb_4bit_use_double_quant=margs.use_bnb_nested_quant,
-        bnb_4bit_compute_dtype=compute,
-        bnb_4bit_quant_storage=storage,
-    )
+    settings = copy.copy(margs)  # a copy, not dataclasses.replace: the recipe's checks ran once already
+    settings.dtype, settings.bnb_4bit_quant_storage = compute, storage
+    return get_quantization_config(settings)
 
 
 def load_model(margs: ModelArguments, training: OrpoDistConfig):
@@ -231,19 +227,12 @@ def lora_targets(model, margs: ModelArguments):
 
 
 def peft_config(model, margs: ModelArguments):
-    """LoRA config for LoRA/QLoRA recipes (use_peft), None for full fine-tuning."""
+    """TRL's get_peft_config for LoRA/QLoRA recipes (use_peft, or a quantised model), with the
+    default targets of model_rules when the recipe names none; None for full fine-tuning."""
     if training_method(margs.use_peft, margs.load_in_4bit, margs.load_in_8bit) == "full":
         return None
-    from peft import LoraConfig
+    from trl import get_peft_config
 
-    return LoraConfig(
-        task_type=margs.lora_task_type,
-        r=margs.lora_r,
-        lora_alpha=margs.lora_alpha,
-        lora_dropout=margs.lora_dropout,
-        target_modules=lora_targets(model, margs),
-        modules_to_save=margs.lora_modules_to_save,
-        use_rslora=margs.use_rslora,
-        use_dora=margs.use_dora,
-        bias="none",
-    )
+    settings = copy.copy(margs)
+    settings.use_peft, settings.lora_target_modules = True, lora_targets(model, margs)
+    return get_peft_config(settings)
