@@ -235,8 +235,12 @@ def disk_full_message(out: Path) -> str:
 
 
 # How a collective fails on the ranks that survive another's death (gloo, NCCL) or lose its link.
+# gloo closes a connection ("pair") once an operation on it times out; another operation still in
+# flight on it then fails with "Application timeout caused pair closure", and may be the one this
+# rank raises first (suspected in a CI run where the cut node's rank did not say "lost contact").
 PEER_LOST_WORDS = ("Connection reset by peer", "Connection closed by peer", "Broken pipe", "Connection refused",
-                   "NCCL communicator was aborted", "Timed out", "timed out", "Socket Timeout")
+                   "NCCL communicator was aborted", "Timed out", "timed out", "Socket Timeout",
+                   "timeout caused pair closure")
 EXIT_PEER_LOST = 1
 
 
