@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .architectures import ARCHITECTURES
 from .errors import UserError
 
 # Names of attention projections across common architectures: LoRA's targets when a recipe names none.
@@ -22,13 +23,13 @@ METHODS = ("full", "lora", "qlora")
 DEFAULT_MAX_LENGTH = 1024  # tokens per sequence, prompt + answer: TRL's ORPOConfig default
 DEFAULT_CHUNK_SIZE = 1024  # the fast step's positions per chunk of the vocabulary projection
 
-# CausalLMs whose forward is exactly `logits = lm_head(model(...).last_hidden_state)`: where the fast
-# ORPO step (orpo_dist/orpo_step/) is exact, and what the planner plans it for.
-FAST_STEP_ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3")
+# Where the fast ORPO step (orpo_dist/orpo/fast/) is exact, and what the planner plans it for: the
+# model types of architectures.py's families.
+FAST_STEP_ARCHITECTURES = ARCHITECTURES
 
 
-# The fast step's activation checkpointing inside each layer (orpo_step/checkpointing.py) and the
-# head logits it keeps for the backward (orpo_step/head.py): what the planner counts.
+# The fast step's activation checkpointing inside each layer (orpo/fast/checkpointing.py) and the
+# head logits it keeps for the backward (orpo/fast/head.py): what the planner counts.
 CHECKPOINT_POLICIES = ("none", "norms", "mlp-act", "norms+mlp-act", "mlp", "norms+mlp")
 DEFAULT_CHECKPOINT_POLICY = "norms+mlp"  # measured: 0.38x -> 0.31x peak memory, speed within noise (README)
 DEFAULT_LOGITS_BUDGET_MB = 1024

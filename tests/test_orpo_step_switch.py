@@ -67,7 +67,7 @@ def test_group_by_length_groups_pairs_by_their_real_cost(tmp_path, step):
     unique tokens, the sampler reads them, and a run trains with it."""
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    from orpo_dist.orpo.fast.packing import pair_tokens
+    from orpo_dist.data.tokenize import pair_tokens
 
     seen = []
     out = tmp_path / "grouped"

@@ -27,6 +27,7 @@ from orpo_dist.planner.memory import STRATEGIES, estimate  # noqa: E402
 from orpo_dist.planner.spec import GiB, Assumptions, Hardware, Workload  # noqa: E402
 from orpo_dist.planner.recommend import max_micro_batch, recommend, require_fit, split_global_batch  # noqa: E402
 from orpo_dist.planner.report import format_plan, plan_json  # noqa: E402
+from orpo_dist.model_rules import plans_fast_step  # noqa: E402
 from orpo_dist.model_shape import lora_params  # noqa: E402
 from orpo_dist.planner.shapes import resolve_shape  # noqa: E402
 
@@ -293,7 +294,8 @@ def test_fast_step_plans_one_logits_chunk_and_a_larger_micro_batch():
     values = _recipe(REPO / "orpo_dist/recipes/llama3-8b-qlora.yaml")
     assert inputs_from_recipe(values).workload.fast_step
     assert not inputs_from_recipe(values | {"orpo_step": "stock"}).workload.fast_step
-    assert not inputs_from_recipe({"model_name_or_path": "mistralai/Mixtral-8x7B-v0.1"}).workload.fast_step
+    assert inputs_from_recipe({"model_name_or_path": "mistralai/Mixtral-8x7B-v0.1"}).workload.fast_step  # architectures.py
+    assert not plans_fast_step("auto", "gpt2") and not plans_fast_step("stock", "mixtral")
     hw = Hardware(gpus_per_node=1, gpu_mem_gib=24)
     fast, rec_fast = plan_recipe(values, hw)
     stock, rec_stock = plan_recipe(values | {"orpo_step": "stock"}, hw)

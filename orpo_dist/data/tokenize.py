@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from ..errors import UserError
 from .report import PROMPT_TOO_LONG, TOKENIZATION, BadRowError
 from .truncation import LABEL_PAD, truncate_row
 
@@ -31,6 +32,7 @@ TOKEN_COLUMNS = ("prompt_input_ids", "prompt_attention_mask", "chosen_input_ids"
                  "chosen_labels", "rejected_input_ids", "rejected_attention_mask", "rejected_labels")
 SIDES = ("chosen", "rejected")
 _BATCH = 512
+_SHOWN = 5  # refused rows named in the message
 
 
 class RowLengths(NamedTuple):
@@ -146,3 +148,30 @@ def measure(tokenizer, rows: list[tuple[str, str, str]], max_length: int | None,
 def answer_tokens(row: dict) -> tuple[int, int]:
     """(chosen, rejected) answer tokens a tokenized row trains on."""
     return tuple(sum(label != LABEL_PAD for label in row[f"{side}_labels"]) for side in SIDES)
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens two sequences share."""
+    k = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        k += 1
+    return k
+
+
+def pair_tokens(chosen: list[int], rejected: list[int]) -> int:
+    """Tokens a pair holds once its shared prefix is counted once (the fast step's cost of a pair)."""
+    return len(chosen) + len(rejected) - common_prefix(chosen, rejected)
+
+
+def refuse_rows(refused: list[tuple[int, str]], total: int, name: str) -> None:
+    """Stop on (row index, reason) rows that cannot train, naming the first few: the data layer
+    drops and reports such rows, so here they mean a dataset that skipped it."""
+    if not refused:
+        return
+    listed = "; ".join(f"row {i}: {reason}" for i, reason in refused[:_SHOWN])
+    more = f" (and {len(refused) - _SHOWN} more)" if len(refused) > _SHOWN else ""
+    raise UserError(
+        f"{len(refused)} of the {total} {name} pairs cannot train: {listed}{more}. Set max_prompt_length (long "
+        "prompts keep their last tokens), raise max_length, or drop those rows (`orpo-dist data check` lists every one)")

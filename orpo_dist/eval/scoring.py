@@ -2,22 +2,25 @@
 
 Rows are tokenized as training tokenizes them (data/tokenize.py: TRL's rules, then
 max_prompt_length), so held-out figures speak of the same sequences, and the same log-probs, the
-ORPO loss saw. The forward is the fast step's (orpo_step/): one shared-prefix block per pair (the
+ORPO loss saw. The forward is the fast step's (orpo/fast/): one shared-prefix block per pair (the
 prompt runs once), pairs of similar length grouped into micro-batches by a token budget, and the
 vocabulary projected only at answer positions, in chunks. The reference it is tested against is
-one padded forward per answer with full logits (tests/test_eval_report.py).
+one padded forward per answer with full logits (tests/test_eval.py), which also scores the
+architectures the fast step is not exact for (architectures.py).
 """
 
 from __future__ import annotations
 
 import torch
 
+from ..architectures import logit_softcap, unsupported_reason
 from ..data.report import BadRowError
 from ..model_rules import DEFAULT_CHUNK_SIZE
 from ..data.tokenize import tokenize_pairs as tokenize_rows
 from ..orpo.fast.head import target_logps
 from ..orpo.fast.hidden import per_pair_mean, target_hidden
-from ..orpo.fast.packing import attention_cost, pack_pairs, pair_tokens
+from ..data.tokenize import pair_tokens
+from ..orpo.fast.packing import attention_cost, pack_pairs
 
 SIDES = ("chosen", "rejected")
 TOKEN_BUDGET = 8192  # unique tokens per micro-batch: a few MB of activations per layer for 135M-8B models
@@ -71,13 +74,16 @@ def pair_logps(model, tokenized: list[dict], pad_token_id: int, chunk_size: int 
     """(chosen, rejected): each pair's mean per-token answer log-prob, in the order of `tokenized`.
     `progress(n)` is called after each micro-batch with the number of pairs it scored."""
     lm = _causal_lm(model)
+    if unsupported_reason(lm.config):
+        return padded_pair_logps(model, tokenized, pad_token_id, progress=progress)
     device = next(model.parameters()).device
     chosen, rejected = [0.0] * len(tokenized), [0.0] * len(tokenized)
     for members in micro_batches(tokenized, token_budget):
         packed = pack_pairs(collate([tokenized[i] for i in members], pad_token_id, device), pad_token_id,
                             cost_per_pair=attention_cost(lm.config))
         hidden = target_hidden(model, lm, packed)
-        logps, _ = target_logps(lm.get_output_embeddings(), hidden, packed.target_tokens, chunk_size)
+        logps, _ = target_logps(lm.get_output_embeddings(), hidden, packed.target_tokens, chunk_size,
+                                softcap=logit_softcap(lm.config))
         n, pairs = packed.num_pairs, packed.target_pairs
         for side, out in (("chosen", chosen), ("rejected", rejected)):
             means = per_pair_mean(logps.float(), pairs, getattr(packed, f"in_{side}"), n).tolist()
@@ -89,8 +95,9 @@ def pair_logps(model, tokenized: list[dict], pad_token_id: int, chunk_size: int 
 
 
 @torch.no_grad()
-def padded_pair_logps(model, tokenized: list[dict], pad_token_id: int, batch_size: int = 4):
-    """The plain reference: each answer in its own padded row, full-vocabulary logits (slow; tests)."""
+def padded_pair_logps(model, tokenized: list[dict], pad_token_id: int, batch_size: int = 4, progress=None):
+    """The plain reference: each answer in its own padded row, full-vocabulary logits (slow: the
+    tests' reference, and the scorer of architectures the packed forward is not exact for)."""
     device = next(model.parameters()).device
     out = {}
     for side in SIDES:
@@ -104,5 +111,7 @@ def padded_pair_logps(model, tokenized: list[dict], pad_token_id: int, batch_siz
             mask = targets != -100
             token_logps = logps.gather(2, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
             scores.extend(((token_logps * mask).sum(-1) / mask.sum(-1)).tolist())
+            if progress and side == SIDES[-1]:
+                progress(len(ids))
         out[side] = scores
     return out["chosen"], out["rejected"]

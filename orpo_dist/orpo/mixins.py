@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..run_folder import CHECKPOINT_PREFIX, mark_complete, rotate_complete_checkpoints
-from .fast.packing import pair_tokens
+from ..data.tokenize import pair_tokens
 
 LENGTH_SAMPLERS = ("group_by_length", "batch_rebalance")
 

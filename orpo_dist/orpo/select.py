@@ -5,38 +5,34 @@ back to the padded forward (TRL's algorithm, "stock") with a one-line notice oth
 refuses to start instead of falling back; `stock` always takes the padded forward.
 
 The fast forward rebuilds the logits from the final hidden states with the model's own head
-module, so it is exact only for architectures whose logits are `lm_head(last_hidden_state)` with
-nothing after it (no soft-capping, no logit scale), and for attention implementations that take a
-4D mask as given (sdpa, eager).
+module and feeds the decoder a 4D mask, so it is exact for the architecture families listed in
+orpo_dist/architectures.py (what they apply after the head, how their layers take masks) and for
+attention implementations that take a 4D mask as given (sdpa, eager; flex_attention on a GPU).
 """
 
 from __future__ import annotations
 
+from .. import architectures
 from ..errors import UserError
-from ..model_rules import FAST_STEP_ARCHITECTURES as EXACT_ARCHITECTURES
 from .config import STEPS
 
 MASK_ATTENTION = ("sdpa", "eager", "flex_attention")
-# Config fields that change logits after the head on some architectures.
-LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
 
 
 def unsupported_reason(config, aux_loss: bool = False, device_type: str = "cpu") -> str | None:
     """Why the fast forward is not exact for this model, or None when it is."""
-    model_type = getattr(config, "model_type", None)
-    if model_type not in EXACT_ARCHITECTURES:
-        return f"architecture {model_type!r} is not one of {', '.join(EXACT_ARCHITECTURES)}"
-    for name in LOGIT_TRANSFORMS:
-        value = getattr(config, name, None)
-        if value not in (None, 0, 1, 1.0):
-            return f"the model's config sets {name}={value}, applied after the head"
+    reason = architectures.unsupported_reason(config)
+    if reason:
+        return reason
     attn = getattr(config, "_attn_implementation", None) or "sdpa"
     if attn not in MASK_ATTENTION:
         return f"attn_implementation {attn!r} does not take a shared-prompt mask (use sdpa, eager or flex_attention)"
     if attn == "flex_attention" and device_type == "cpu":
         return "FlexAttention has no backward pass on the CPU in this torch (use sdpa there)"
     if aux_loss:
-        return "router auxiliary loss (output_router_logits) is not supported"
+        # The stock step's router loss is taken over the padded batch, each prompt twice; the fast
+        # step runs each prompt once, so its router sees other tokens and its loss would differ.
+        return "the model's router auxiliary loss (output_router_logits) is computed over padded rows"
     return None
 
 

@@ -33,7 +33,7 @@ def activation_bytes(shape: ModelShape, method: str, hardware: Hardware, workloa
                   frozen linears' inputs no adapter keeps, and lm_head's input, become saved too
     Gradient checkpointing keeps only each layer's input (s*h per token) and recomputes one layer
     at a time in backward (+ that layer's full activations).
-    The fast step's finer policies (orpo_activation_checkpointing, orpo_step/checkpointing.py):
+    The fast step's finer policies (orpo_activation_checkpointing, orpo/fast/checkpointing.py):
       norms         each RMSNorm keeps its input only (s*h; full FT: its output, the next linear's input)
       mlp-act       the MLP keeps gate and up, not the activation between them: 2 x s*I (+ down's input)
       mlp           the MLP keeps its input only (+ one MLP's activations while it is recomputed);

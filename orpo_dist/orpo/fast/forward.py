@@ -10,6 +10,7 @@ layer recomputes in the backward).
 
 from __future__ import annotations
 
+from ...architectures import logit_softcap
 from ...model_rules import DEFAULT_CHUNK_SIZE
 from ..forward import PolicyOutput
 from . import checkpointing
@@ -51,10 +52,10 @@ class FastForward:
                             pad_to_multiple_of=128 if flex else 1,
                             cost_per_pair=0.0 if flex else attention_cost(lm.config))
         self.last_packed = packed
-        head = lm.get_output_embeddings()
+        head, cap = lm.get_output_embeddings(), logit_softcap(lm.config)
 
         def head_logps(hidden):
-            return target_logps(head, hidden, packed.target_tokens, self.chunk_size, self.keep_budget)
+            return target_logps(head, hidden, packed.target_tokens, self.chunk_size, self.keep_budget, cap)
 
         if _sharded_by_fsdp2(model):
             # FSDP2 keeps the head (and final norm) gathered only within the model's forward: run

@@ -24,8 +24,13 @@ from torch.utils.checkpoint import checkpoint
 from ...model_rules import DEFAULT_CHUNK_SIZE, keeps_logits  # the planner asks the same question
 
 
-def _chunk_logps(head: torch.nn.Module, hidden: torch.Tensor, tokens: torch.Tensor):
-    logits = head(hidden).float()
+def _softcapped(logits: torch.Tensor, cap: float | None) -> torch.Tensor:
+    """`cap * tanh(logits / cap)`: the soft-capping some architectures apply after the head."""
+    return logits if cap is None else torch.tanh(logits / cap) * cap
+
+
+def _chunk_logps(head: torch.nn.Module, hidden: torch.Tensor, tokens: torch.Tensor, cap: float | None = None):
+    logits = _softcapped(head(hidden).float(), cap)
     # Same arithmetic as TRL's selective_log_softmax for fp32 logits: logit - logsumexp.
     logps = logits.gather(-1, tokens[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
     return logps, logits.detach().mean(-1)
@@ -47,14 +52,17 @@ class _FrozenHeadLogps(torch.autograd.Function):
     Forward and backward each gather a ZeRO-3-partitioned weight once (the same number of
     collectives on every rank, whatever its number of chunks) and then loop over the chunks; the
     backward takes each chunk's softmax from the forward (`keep`) or recomputes it from the saved
-    log-sum-exp."""
+    log-sum-exp. With a soft-cap (`cap`) the logits are always recomputed: the backward needs the
+    tanh's slope besides the softmax."""
 
     @staticmethod
-    def forward(ctx, hidden, tokens, head, chunk_size, keep):
+    def forward(ctx, hidden, tokens, head, chunk_size, keep, cap):
         logps, means, lses, probs = [], [], [], []
+        keep = keep and cap is None
         with _gathered([head.weight, head.bias]), torch.no_grad():
             for start in range(0, hidden.shape[0], chunk_size):
                 logits = torch.nn.functional.linear(hidden[start:start + chunk_size], head.weight, head.bias).float()
+                logits = _softcapped(logits, cap)
                 lse = torch.logsumexp(logits, dim=-1)
                 logps.append(logits.gather(-1, tokens[start:start + chunk_size, None])[:, 0] - lse)
                 means.append(logits.mean(-1))
@@ -62,7 +70,7 @@ class _FrozenHeadLogps(torch.autograd.Function):
                 if keep:
                     probs.append(logits.sub_(lse[:, None]).exp_())  # in place: no second chunk-sized tensor
         ctx.save_for_backward(hidden, tokens, torch.cat(lses), *probs)
-        ctx.head, ctx.chunk_size = head, chunk_size
+        ctx.head, ctx.chunk_size, ctx.cap = head, chunk_size, cap
         means = torch.cat(means)
         ctx.mark_non_differentiable(means)
         return torch.cat(logps), means
@@ -70,22 +78,28 @@ class _FrozenHeadLogps(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_logps, _grad_means):
         hidden, tokens, lse, *probs = ctx.saved_tensors
-        head, chunk = ctx.head, ctx.chunk_size
+        head, chunk, cap = ctx.head, ctx.chunk_size, ctx.cap
         grad_hidden = torch.empty_like(hidden)
         with _gathered([head.weight, head.bias]), torch.no_grad():
             weight = head.weight
             for i, start in enumerate(range(0, hidden.shape[0], chunk)):
                 end = start + chunk
+                slope = None
                 if probs:
                     softmax = probs[i]
                 else:
                     logits = torch.nn.functional.linear(hidden[start:end], weight, head.bias).float()
+                    if cap is not None:
+                        tanh = torch.tanh(logits / cap)
+                        slope, logits = 1 - tanh * tanh, tanh.mul_(cap)  # d(cap tanh(z/cap))/dz = 1 - tanh^2
                     softmax = logits.sub_(lse[start:end, None]).exp_()
                 # d logp / d logits = onehot(target) - softmax, scaled by the incoming gradient.
                 grad_logits = softmax.mul(-grad_logps[start:end, None])
                 grad_logits.scatter_add_(-1, tokens[start:end, None], grad_logps[start:end, None])
+                if slope is not None:
+                    grad_logits.mul_(slope)
                 grad_hidden[start:end] = (grad_logits.to(weight.dtype) @ weight).to(hidden.dtype)
-        return grad_hidden, None, None, None, None
+        return grad_hidden, None, None, None, None, None
 
 
 def _plain_class(module: torch.nn.Module) -> type:
@@ -119,18 +133,20 @@ def _chunks_on_every_rank(head: torch.nn.Module, n_chunks: int, device) -> int:
 
 
 def target_logps(head: torch.nn.Module, hidden: torch.Tensor, tokens: torch.Tensor,
-                 chunk_size: int | None = DEFAULT_CHUNK_SIZE, keep_budget: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                 chunk_size: int | None = DEFAULT_CHUNK_SIZE, keep_budget: int = 0,
+                 softcap: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """hidden (targets, hidden_size), tokens (targets,) -> (log-prob of each token, mean logit over
     the vocabulary at each position). chunk_size None or 0: one pass, logits materialised (the
     reference the chunked path is tested against). keep_budget: bytes of fp32 logits that may be
-    kept for the backward (0: always recompute).
+    kept for the backward (0: always recompute). softcap: the architecture's soft-cap after the
+    head (architectures.logit_softcap), or None.
 
     A frozen plain head (LoRA and QLoRA runs) goes through _FrozenHeadLogps; a trained or wrapped
     one (full fine-tuning, LoRA on the head) through calls of the module itself, checkpointed
     unless the logits are kept."""
     keep = keeps_logits(hidden.shape[0], getattr(head, "out_features", 0), keep_budget)  # unknown: recompute
     if chunk_size and _is_frozen_linear(head) and hidden.requires_grad:
-        return _FrozenHeadLogps.apply(hidden, tokens, head, chunk_size, keep)
+        return _FrozenHeadLogps.apply(hidden, tokens, head, chunk_size, keep, softcap)
     size = chunk_size or max(hidden.shape[0], 1)
     n_chunks = max(1, -(-hidden.shape[0] // size))
     calls = _chunks_on_every_rank(head, n_chunks, hidden.device)
@@ -141,9 +157,9 @@ def target_logps(head: torch.nn.Module, hidden: torch.Tensor, tokens: torch.Tens
         end = start + size if i < n_chunks else 1  # a dummy row, for ZeRO-3's collectives only
         h, t = hidden[start:end], tokens[start:end]
         if grad and chunk_size and not keep:
-            lp, mean = checkpoint(_chunk_logps, head, h, t, use_reentrant=False)
+            lp, mean = checkpoint(_chunk_logps, head, h, t, softcap, use_reentrant=False)
         else:
-            lp, mean = _chunk_logps(head, h, t)
+            lp, mean = _chunk_logps(head, h, t, softcap)
         if i < n_chunks:
             logps.append(lp)
             means.append(mean)

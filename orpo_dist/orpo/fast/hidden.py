@@ -8,15 +8,26 @@ from __future__ import annotations
 
 import torch
 
+from ...architectures import attention_windows
 from .packing import PackedBatch
 
 
 def attention_mask_for(lm, packed: PackedBatch, flex: bool):
-    """The shared-prefix mask in the form the model's attention implementation takes."""
-    if flex:
-        return packed.block_mask()
+    """The shared-prefix mask in the form the model's attention implementation takes: one mask,
+    or one per layer type where the decoder takes them so (sliding-window layers: architectures.py)."""
     attn = getattr(lm.config, "_attn_implementation", "sdpa")
-    return packed.attention_mask(None if attn == "sdpa" else lm.get_input_embeddings().weight.dtype)
+    dtype = None if attn == "sdpa" else lm.get_input_embeddings().weight.dtype
+    by_window = {}  # layer types with the same window share one mask
+
+    def mask(window):
+        if window not in by_window:
+            by_window[window] = packed.block_mask(window) if flex else packed.attention_mask(dtype, window)
+        return by_window[window]
+
+    windows = attention_windows(lm.config)
+    if None in windows:
+        return mask(windows[None])
+    return {kind: mask(window) for kind, window in windows.items()}
 
 
 def target_hidden(model, lm, packed: PackedBatch, flex: bool = False, then=None):

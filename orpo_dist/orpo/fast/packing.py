@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ...data.tokenize import common_prefix as _common_prefix, pair_tokens
+
 SEG_PAD, SEG_SHARED, SEG_CHOSEN, SEG_REJECTED = -1, 0, 1, 2
 
 
@@ -49,12 +51,14 @@ class PackedBatch:
     def unique_tokens(self) -> int:
         return int((self.pair_ids >= 0).sum())
 
-    def attention_mask(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+    def attention_mask(self, dtype: torch.dtype | None = None, window: int | None = None) -> torch.Tensor:
         """(rows, 1, length, length): True (or 0.0) where a query may look at a key.
 
         Causal within a pair's block, nothing across pairs, and R never sees C. Padding queries see
         themselves only, so no softmax row is empty. A float `dtype` gives an additive mask (eager
-        attention); None a boolean one (SDPA)."""
+        attention); None a boolean one (SDPA). `window`: a sliding-window layer's, counted in
+        positions (R's continue from S), so a query sees the keys transformers' own mask lets it
+        see in the padded sequence: those less than `window` positions back."""
         n = self.input_ids.shape[1]
         idx = torch.arange(n, device=self.input_ids.device)
         causal = idx[None, :, None] >= idx[None, None, :]
@@ -62,6 +66,8 @@ class PackedBatch:
         q_seg, k_seg = self.segments[:, :, None], self.segments[:, None, :]
         allowed = causal & (q_pair == k_pair) & (q_pair >= 0)
         allowed &= ~((q_seg == SEG_REJECTED) & (k_seg == SEG_CHOSEN))
+        if window:
+            allowed &= (self.position_ids[:, :, None] - self.position_ids[:, None, :]) < window
         allowed |= torch.eye(n, dtype=torch.bool, device=idx.device)[None]
         allowed = allowed[:, None]
         if dtype is None:
@@ -69,16 +75,18 @@ class PackedBatch:
         return torch.zeros(allowed.shape, dtype=dtype, device=idx.device).masked_fill(~allowed, torch.finfo(dtype).min)
 
 
-    def block_mask(self):
+    def block_mask(self, window: int | None = None):
         """The same mask as a FlexAttention BlockMask (GPUs: blocks with nothing to attend to
         are skipped, so packing many pairs per row costs no dense L x L attention)."""
         from torch.nn.attention.flex_attention import create_block_mask
 
-        pair_ids, segments = self.pair_ids, self.segments
+        pair_ids, segments, positions = self.pair_ids, self.segments, self.position_ids
 
         def mask_mod(b, h, q, k):
             same = (pair_ids[b, q] == pair_ids[b, k]) & (pair_ids[b, q] >= 0) & (q >= k)
             blind = (segments[b, q] == SEG_REJECTED) & (segments[b, k] == SEG_CHOSEN)
+            if window:
+                same = same & (positions[b, q] - positions[b, k] < window)
             return (same & ~blind) | (q == k)
 
         rows, n = pair_ids.shape
@@ -93,15 +101,6 @@ def _sequences(batch: dict, side: str) -> list[tuple[list[int], list[bool]]]:
         keep = [j for j, m in enumerate(row_mask) if m]
         out.append(([row_ids[j] for j in keep], [row_labels[j] != -100 for j in keep]))
     return out
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    k = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        k += 1
-    return k
 
 
 def _first_fit(lengths: list[int], capacity: int) -> list[list[int]]:
@@ -212,11 +211,6 @@ def pack_pairs(batch: dict, pad_token_id: int, share_prefix: bool = True, pack_r
         in_rejected_seq=t[:, 7].bool().to(device),
         num_pairs=len(blocks),
     )
-
-
-def pair_tokens(chosen: list[int], rejected: list[int]) -> int:
-    """Tokens a pair holds once its shared prefix is counted once."""
-    return len(chosen) + len(rejected) - _common_prefix(chosen, rejected)
 
 
 def unique_token_count(batch: dict) -> int:
