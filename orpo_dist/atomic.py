@@ -64,6 +64,16 @@ def write_text(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def copy_file(source: Path, path: Path) -> None:
+    """`source` copied to `path`, which appears whole or not at all."""
+    tmp = partial_path(path)
+    try:
+        shutil.copyfile(source, tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 @contextmanager
 def new_folder(path: Path):
     """Yield an empty temporary folder; on success it replaces `path` (an older export is removed)."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-from .atomic import disk_full, publish_folder_contents  # noqa: E402
+from .atomic import copy_file, disk_full, publish_folder_contents  # noqa: E402
 from .elastic import convert_to_universal, load_as_universal, plan_resume  # noqa: E402
 from .errors import LOST_CONTACT, Interrupted, UserError, signal_number, stopped_words  # noqa: E402
 from .data.sources import hub_dataset_name  # noqa: E402
@@ -112,12 +112,12 @@ def _command_line() -> str:
 
 def _run(recipe: Recipe, extra_callbacks, on_trainer, save_model: bool) -> TrainResult:
     from .callbacks import MetricsJsonl, StopOnNonFiniteLoss, StopOnRequest
-    from .data import prepare_datasets
+    from .data.cache import load_or_prepare
     from .model import check_lora_targets, load_model, load_tokenizer, peft_config
     from .orpo.forward import causal_lm
     from .orpo.select import choose_forward
     from .orpo.trainer import OrpoTrainer
-    from .outputs import write_jsonl, write_model_card, write_run_info
+    from .outputs import write_model_card, write_run_info
     from .report.training import draw_training_plots, plots_markdown
 
     training = recipe.training
@@ -134,9 +134,9 @@ def _run(recipe: Recipe, extra_callbacks, on_trainer, save_model: bool) -> Train
     check_lora_targets(recipe.model, training)
 
     tokenizer = load_tokenizer(recipe.model, training)
-    data = prepare_datasets(recipe.data, tokenizer, training.max_length, training.seed, log=log,
-                            max_prompt_length=training.max_prompt_length,
-                            max_completion_length=training.max_completion_length)
+    # Each node's main process prepares and caches; its other ranks then load that (data/cache.py).
+    with training.main_process_first(local=True, desc="preparing the data"):
+        data = load_or_prepare(recipe.data, tokenizer, training, log)
     if data.eval is None and training.eval_strategy != "no":
         log("no held-out rows (eval_split_size is 0 and the data has no test split): evaluation is off")
         training.eval_strategy = "no"
@@ -166,8 +166,8 @@ def _run(recipe: Recipe, extra_callbacks, on_trainer, save_model: bool) -> Train
     world = trainer.accelerator.num_processes
     if is_main_process():
         write_run_info(recipe, out, world, str(trainer.accelerator.device))
-        if data.eval is not None:
-            write_jsonl(out / HELDOUT_FILE, data.heldout_rows())
+        if data.heldout_file is not None:
+            copy_file(data.heldout_file, out / HELDOUT_FILE)
     log(
         f"{len(data.train)} training pairs, {len(data.eval) if data.eval is not None else 0} held out; "
         f"{world} process(es) x batch {training.per_device_train_batch_size} x accumulation "

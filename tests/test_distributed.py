@@ -112,6 +112,8 @@ def test_ddp_fast_step_equals_trls_trainer_and_one_stock_process(ddp_run, tmp_pa
                                                                  stock_single_run):
     (out, ranks), reference = ddp_run, tmp_path / "ddp-trl"
     assert ranks[0]["trainer"] == "fast" and ranks[0]["checksums"] == ranks[1]["checksums"]
+    # The data was prepared once, by the node's main process; rank 1 loaded what it cached.
+    assert [ranks[0]["prepared_data"], ranks[1]["prepared_data"]] == [1, 0]
     trl = launch("ddp", 2, reference, tiny_model_dir, pairs, *SIX_STEPS, "--save_strategy", "no",
                  env={"PROBE_REFERENCE": "trl"})
     assert trl[0]["trainer"] == "trl" and trl[0]["micro_batches"] == ranks[0]["micro_batches"]

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from ..data.render import render_example
 from ..data.report import BadRowError
-from ..data.tokenize import TOKEN_COLUMNS, tokenize_pairs
+from ..data.tokenize import TOKEN_COLUMNS, refuse_rows, tokenize_pairs
 from ..errors import UserError
 
 REFUSED = "_orpo_refused"  # per row: why it cannot train, "" when it can
-SHOWN = 5
 
 
 def tokenize_dataset(dataset, tokenizer, args, name: str):
@@ -38,17 +37,12 @@ def tokenize_dataset(dataset, tokenizer, args, name: str):
             out[REFUSED].append(str(result) if refused else "")
         return out
 
+    if set(TOKEN_COLUMNS) <= set(dataset.column_names):
+        return dataset  # tokenized already (data/cache.py: prepared once per node)
     _check_columns(dataset, name)
     tokenized = dataset.map(tokenize_batch, batched=True, remove_columns=dataset.column_names,
                             num_proc=args.dataset_num_proc, desc=f"Tokenizing the {name} pairs")
-    refused = [(i, reason) for i, reason in enumerate(tokenized[REFUSED]) if reason]
-    if refused:
-        listed = "; ".join(f"row {i}: {reason}" for i, reason in refused[:SHOWN])
-        more = f" (and {len(refused) - SHOWN} more)" if len(refused) > SHOWN else ""
-        raise UserError(
-            f"{len(refused)} of the {len(tokenized)} {name} pairs cannot train: {listed}{more}. Set "
-            "max_prompt_length (long prompts keep their last tokens), raise max_length, or drop those rows "
-            "(`orpo-dist data check` lists every one)")
+    refuse_rows([(i, reason) for i, reason in enumerate(tokenized[REFUSED]) if reason], len(tokenized), name)
     return tokenized.remove_columns(REFUSED)
 
 
