@@ -5,11 +5,13 @@ position ids, takes the final hidden states at the targets and projects them wit
 head. That is exact for a transformers CausalLM whose decoder takes such a mask and whose logits
 are the head's output, up to what an entry below names:
 
-- `masks`: how the decoder takes its mask. "one": one mask for every layer, and the model itself
-  applies `config.sliding_window` to all of them when it is set (mistral, phi3, mixtral);
-  "by-layer-type": a dict keyed by `config.layer_types` ("full_attention", "sliding_attention"),
-  the sliding ones limited to `config.sliding_window` (gemma2/3, qwen2/3 with use_sliding_window).
-  A 4D mask given as one tensor is used as given by every layer, so the window must be in it.
+- `masks`: how the decoder takes its mask. "one": one mask for every layer, full attention (llama,
+  gemma: a `sliding_window` left in their config is ignored by the model, and so here);
+  "one-windowed": one mask, which the model itself limits to `config.sliding_window` when that is
+  set (mistral, phi3, mixtral, qwen3_moe); "by-layer-type": a dict keyed by `config.layer_types`
+  ("full_attention", "sliding_attention"), the sliding ones limited to `config.sliding_window`
+  (gemma2/3, qwen2/3 with use_sliding_window). A 4D mask given as one tensor is used as given by
+  every layer, so the window must be in it.
 - `mlp`: the form of the layers' MLP, for activation checkpointing (orpo/fast/checkpointing.py):
   "gated" `down_proj(act_fn(gate_proj(x)) * up_proj(x))`, "fused" (phi3) the same with gate and
   up in one `gate_up_proj`, "moe" a mixture of experts (its dense layers, if any, "gated").
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MASK_FORMS = ("one", "by-layer-type")
+MASK_FORMS = ("one", "one-windowed", "by-layer-type")
 MLP_FORMS = ("gated", "fused", "moe")
 LAYER_TYPES = ("full_attention", "sliding_attention")  # what "by-layer-type" masks are built for
 # Config fields that change the logits after the head on some architectures; a family handles at
@@ -41,11 +43,12 @@ class Family:
 
 
 FAMILIES = {
-    "llama": Family(("llama", "mistral", "gemma")),
+    "llama": Family(("llama", "gemma")),
+    "mistral": Family(("mistral",), masks="one-windowed"),
     "qwen2": Family(("qwen2", "qwen3", "ministral", "smollm3"), masks="by-layer-type"),
     "gemma2": Family(("gemma2", "gemma3_text"), masks="by-layer-type", logit_softcap="final_logit_softcapping"),
-    "phi3": Family(("phi3",), mlp="fused"),
-    "mixtral": Family(("mixtral", "qwen3_moe"), mlp="moe"),
+    "phi3": Family(("phi3",), masks="one-windowed", mlp="fused"),
+    "mixtral": Family(("mixtral", "qwen3_moe"), masks="one-windowed", mlp="moe"),
     "qwen2_moe": Family(("qwen2_moe",), masks="by-layer-type", mlp="moe"),
 }
 
@@ -66,6 +69,8 @@ def unsupported_reason(config) -> str | None:
         value = getattr(config, name, None)
         if name != family.logit_softcap and value not in (None, 0, 1, 1.0):
             return f"the model's config sets {name}={value}, applied after the head"
+    if getattr(config, "use_bidirectional_attention", False) or getattr(config, "is_causal", True) is False:
+        return "the model's attention is bidirectional, not causal"
     if family.masks == "by-layer-type":
         other = sorted(set(getattr(config, "layer_types", None) or ()) - set(LAYER_TYPES))
         if other:
@@ -86,6 +91,8 @@ def attention_windows(config) -> dict[str | None, int | None]:
     family = family_of(getattr(config, "model_type", None))
     window = getattr(config, "sliding_window", None) or None
     if family is None or family.masks == "one":
+        return {None: None}
+    if family.masks == "one-windowed":
         return {None: window}
     return {kind: (window if kind == "sliding_attention" else None)
             for kind in dict.fromkeys(getattr(config, "layer_types", None) or ("full_attention",))}

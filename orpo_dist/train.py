@@ -135,8 +135,9 @@ def _run(recipe: Recipe, extra_callbacks, on_trainer, save_model: bool) -> Train
 
     tokenizer = load_tokenizer(recipe.model, training)
     # Each node's main process prepares and caches; its other ranks then load that (data/cache.py).
+    # They wait in a collective: a first preparation must end within ddp_timeout (README, Data).
     with training.main_process_first(local=True, desc="preparing the data"):
-        data = load_or_prepare(recipe.data, tokenizer, training, log)
+        data = load_or_prepare(recipe.data, tokenizer, training, log, prepares=training.local_process_index == 0)
     if data.eval is None and training.eval_strategy != "no":
         log("no held-out rows (eval_split_size is 0 and the data has no test split): evaluation is off")
         training.eval_strategy = "no"

@@ -67,9 +67,9 @@ def counting_prepare_datasets(*args, **kwargs):
     return _prepare_datasets(*args, **kwargs)
 
 
-def strings_for_trl(data_args, tokenizer, training, log):
+def strings_for_trl(data_args, tokenizer, training, log, prepares=True):
     """TRL's trainer tokenizes strings itself: the prepared pairs before tokenization."""
-    data = _load_or_prepare(data_args, tokenizer, training, log)
+    data = _load_or_prepare(data_args, tokenizer, training, log, prepares)
     strings = _prepare_datasets(data_args, tokenizer, training.max_length, training.seed, log=lambda line: None,
                                 max_prompt_length=training.max_prompt_length,
                                 max_completion_length=training.max_completion_length)

@@ -145,3 +145,56 @@ def test_held_out_scoring_takes_the_window_and_the_cap(model_type, demo_tokenize
     reference = padded_pair_logps(model, tokenized, demo_tokenizer.pad_token_id)
     for got, want in zip(fast, reference):
         torch.testing.assert_close(torch.tensor(got), torch.tensor(want), atol=1e-5, rtol=0)
+
+
+def test_a_frozen_head_takes_the_cap_in_its_own_backward(demo_tokenizer, tmp_path):
+    """LoRA leaves the head frozen: the fast step projects it with its own autograd function
+    (orpo/fast/head.py), whose backward must carry the soft-cap's slope."""
+    from peft import LoraConfig
+
+    model = tiny_model("gemma2", demo_tokenizer)
+    lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj", "down_proj"])
+    for budget in (0, 2**30):  # logits recomputed, or kept were there no cap
+        stock, fast = make_trainers(model, demo_tokenizer, orpo_args(tmp_path), peft_config=lora, chunk_size=5,
+                                    keep_budget=budget)
+        assert_same_step(stock, fast, collated(stock), logits_too=True)
+
+
+def test_padding_positions_leave_longrope_on_its_short_factors(demo_tokenizer, tmp_path):
+    """Phi-3's longrope picks its frequencies by the batch's largest position id. Rows rounded up
+    to FlexAttention's 128-token blocks (GPUs) are far wider than any sequence: their padding
+    must not carry positions past the real tokens' largest, or the long factors are taken."""
+    from orpo_dist.orpo.fast.head import target_logps
+    from orpo_dist.orpo.fast.hidden import per_pair_mean, target_hidden
+    from orpo_dist.orpo.fast.packing import pack_pairs
+
+    from .orpo_step_cases import PAIRS
+
+    rope = {"rope_type": "longrope", "rope_theta": 10000.0, "short_factor": [1.0] * 8, "long_factor": [4.0] * 8,
+            "original_max_position_embeddings": 24}
+    model = tiny_model("phi3", demo_tokenizer, rope_parameters=rope, original_max_position_embeddings=24).eval()
+    short = [p for p in PAIRS if len(p["prompt"]) < 100]
+    stock, _ = make_trainers(model, demo_tokenizer, orpo_args(tmp_path, per_device_train_batch_size=len(short)),
+                             rows=short)
+    batch = collated(stock)
+    longest = max(int(batch[f"{side}_attention_mask"].sum(1).max()) for side in ("chosen", "rejected"))
+    packed = pack_pairs(batch, demo_tokenizer.pad_token_id, pad_to_multiple_of=128, cost_per_pair=0.0)
+    assert longest <= 24 < packed.input_ids.shape[1], (longest, packed.input_ids.shape)  # the case in question
+    assert int(packed.position_ids.max()) == longest - 1
+    with torch.no_grad():
+        hidden = target_hidden(model, model, packed)
+        logps, _ = target_logps(model.get_output_embeddings(), hidden, packed.target_tokens, chunk_size=0)
+        chosen = per_pair_mean(logps, packed.target_pairs, packed.in_chosen, packed.num_pairs)
+        expected = stock.policy_output(stock.model, batch).chosen_logps
+    torch.testing.assert_close(chosen, expected, atol=1e-5, rtol=0)
+
+
+def test_a_window_the_model_ignores_is_ignored_and_bidirectional_attention_is_refused():
+    from transformers import AutoConfig
+
+    from orpo_dist.architectures import attention_windows, unsupported_reason
+
+    assert attention_windows(AutoConfig.for_model("llama", sliding_window=8)) == {None: None}
+    assert attention_windows(AutoConfig.for_model("mistral", sliding_window=8)) == {None: 8}
+    config = AutoConfig.for_model("gemma3_text", use_bidirectional_attention=True)
+    assert "bidirectional" in unsupported_reason(config)

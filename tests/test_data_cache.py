@@ -124,3 +124,14 @@ def test_a_cache_that_cannot_be_written_is_named_with_the_fix(monkeypatch, tmp_p
     data = write_jsonl(tmp_path / "pairs.jsonl", ROWS)
     with pytest.raises(UserError, match=r"cannot write the prepared data to .*file/orpo-dist: .*HF_DATASETS_CACHE"):
         load(recipe(data, tmp_path), demo_tokenizer)
+
+
+def test_a_rank_that_waits_for_its_node_never_prepares(calls, tmp_path, demo_tokenizer):
+    """After its node's main process failed, the others find no complete folder: they say so
+    rather than each prepare the whole dataset again."""
+    from orpo_dist.errors import UserError
+
+    r = recipe(write_jsonl(tmp_path / "pairs.jsonl", ROWS), tmp_path)
+    with pytest.raises(UserError, match="this node's main process did not finish preparing it"):
+        cache.load_or_prepare(r.data, demo_tokenizer, r.training, print, prepares=False)
+    assert calls == []

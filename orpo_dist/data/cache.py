@@ -19,14 +19,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
+import socket
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UserError
+from ..model_rules import DEFAULT_MAX_LENGTH
 from .prepare import prepare_datasets
 from .report import BadRowError
 from .tokenize import TOKEN_COLUMNS, pair_tokens, refuse_rows, tokenize_pairs
@@ -35,6 +39,8 @@ FORMAT = 1  # of the folder below; bumped when its layout changes
 TRAIN, EVAL, HELDOUT, LOG, COMPLETE = "train.arrow", "eval.arrow", "heldout.jsonl", "log.json", "COMPLETE"
 _INT8 = ("prompt_attention_mask", "chosen_attention_mask", "rejected_attention_mask")
 _CODE = ("data", "orpo/datasets.py")  # what prepares, relative to the package
+# Libraries whose code renders and tokenizes (chat templates: trl and jinja2; tokenizers).
+_LIBRARIES = ("datasets", "jinja2", "tokenizers", "transformers", "trl")
 _BATCH = 1024  # pairs tokenized and written at a time
 
 
@@ -67,7 +73,11 @@ def source_fingerprint(name: str, config: str | None) -> str:
     if hub:
         import datasets
 
-        loaded = datasets.load_dataset(hub, config)  # from the local cache once downloaded
+        try:
+            loaded = datasets.load_dataset(hub, config)  # from the local cache once downloaded
+        except Exception as err:  # noqa: BLE001 - offline, a missing config, bad files: the user's to fix
+            raise UserError(f"could not load dataset {hub!r}: {type(err).__name__}: {err}. Check the name, or "
+                            "download it once where there is network, or pass a local file or folder") from None
         for split in sorted(loaded):
             digest.update(f"{split}:{loaded[split]._fingerprint}\n".encode())
         return f"hub:{hub}:{config}:{digest.hexdigest()}"
@@ -91,19 +101,28 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 def code_fingerprint() -> str:
+    """The source that prepares (this package's data layer) and the versions of the libraries it calls."""
     package = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(json.dumps([_version(name) for name in _LIBRARIES]).encode())
     for part in _CODE:
         for file in sorted((package / part).rglob("*.py")) if (package / part).is_dir() else [package / part]:
             digest.update(file.read_bytes())
     return digest.hexdigest()
 
 
+def _version(name: str) -> str:
+    try:
+        return f"{name} {importlib.metadata.version(name)}"
+    except importlib.metadata.PackageNotFoundError:
+        return f"{name} none"
+
+
 def cache_key(data_args, tokenizer, training) -> str:
     fields = {
         "format": FORMAT,
         "data": {k: v for k, v in dataclasses.asdict(data_args).items()},
-        "lengths": [training.max_length, training.max_prompt_length, training.max_completion_length],
+        "lengths": [training.max_length, training.max_prompt_length, training.max_completion_length,
+                    DEFAULT_MAX_LENGTH],
         "seed": training.seed,
         "length_column": training.length_column_name,
         "source": source_fingerprint(str(data_args.dataset_name), data_args.dataset_config),
@@ -113,9 +132,11 @@ def cache_key(data_args, tokenizer, training) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def load_or_prepare(data_args, tokenizer, training, log: Callable[[str], Any]) -> CachedData:
+def load_or_prepare(data_args, tokenizer, training, log: Callable[[str], Any], prepares: bool = True) -> CachedData:
     """The prepared data from the cache, or prepared now (prepare.prepare_datasets) and cached.
-    Each node's main process prepares while its other ranks wait (train.py), so they find it here."""
+    Each node's main process prepares while its other ranks wait (train.py), so they find it here;
+    `prepares=False` (those ranks) never prepares: with no complete folder, the node's main process
+    failed (its error says why), and preparing again on every rank would only repeat it."""
     started = time.time()
     folder = cache_root() / cache_key(data_args, tokenizer, training)
     if (folder / COMPLETE).is_file():
@@ -126,6 +147,9 @@ def load_or_prepare(data_args, tokenizer, training, log: Callable[[str], Any]) -
         log(f"data: prepared earlier for this data, tokenizer and recipe: loaded from {folder} "
             f"in {time.time() - started:.1f} s")
         return data
+    if not prepares:
+        raise UserError(f"the prepared data is not in {folder}: this node's main process did not finish preparing it "
+                        "(its own error says why)")
     lines: list[str] = []
 
     def log_and_keep(line: str) -> None:
@@ -178,7 +202,8 @@ def _write_tokenized(path: Path, dataset, tokenizer, training, name: str) -> Non
 
 def _write(folder: Path, prepared, tokenizer, training, lines: list[str]) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
-    work = folder.parent / f".{folder.name}.{os.getpid()}.partial"
+    # Unique across the nodes that may share this cache (containers reuse pids).
+    work = folder.parent / f".{folder.name}.{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.partial"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from ..architectures import logit_softcap, unsupported_reason
+from ..architectures import logit_softcap
 from ..data.report import BadRowError
 from ..model_rules import DEFAULT_CHUNK_SIZE
 from ..data.tokenize import tokenize_pairs as tokenize_rows
@@ -21,6 +21,7 @@ from ..orpo.fast.head import target_logps
 from ..orpo.fast.hidden import per_pair_mean, target_hidden
 from ..data.tokenize import pair_tokens
 from ..orpo.fast.packing import attention_cost, pack_pairs
+from ..orpo.select import unsupported_reason
 
 SIDES = ("chosen", "rejected")
 TOKEN_BUDGET = 8192  # unique tokens per micro-batch: a few MB of activations per layer for 135M-8B models
@@ -74,9 +75,12 @@ def pair_logps(model, tokenized: list[dict], pad_token_id: int, chunk_size: int 
     """(chosen, rejected): each pair's mean per-token answer log-prob, in the order of `tokenized`.
     `progress(n)` is called after each micro-batch with the number of pairs it scored."""
     lm = _causal_lm(model)
-    if unsupported_reason(lm.config):
-        return padded_pair_logps(model, tokenized, pad_token_id, progress=progress)
     device = next(model.parameters()).device
+    # Padded rows where the packed forward is not exact (architecture, attention); FlexAttention,
+    # which takes a BlockMask, is for training on GPUs.
+    if unsupported_reason(lm.config, device_type=device.type) or \
+            getattr(lm.config, "_attn_implementation", None) == "flex_attention":
+        return padded_pair_logps(model, tokenized, pad_token_id, progress=progress)
     chosen, rejected = [0.0] * len(tokenized), [0.0] * len(tokenized)
     for members in micro_batches(tokenized, token_budget):
         packed = pack_pairs(collate([tokenized[i] for i in members], pad_token_id, device), pad_token_id,

@@ -186,6 +186,8 @@ def pack_pairs(batch: dict, pad_token_id: int, share_prefix: bool = True, pack_r
     pair_ids = torch.full((n_rows, width), -1, dtype=torch.long)
     segments = torch.full((n_rows, width), SEG_PAD, dtype=torch.long)
     flat_targets: list[list[int]] = []
+    # The largest position a real token has: the stock step's too (its padded width less one).
+    last_position = max(max(block[1], default=0) for block in blocks)
     for r, members in enumerate(rows):
         start = 0
         for pair in members:
@@ -198,8 +200,12 @@ def pack_pairs(batch: dict, pad_token_id: int, share_prefix: bool = True, pack_r
             base = r * width + start
             flat_targets.extend([base + t[0], t[1], pair, *t[2:]] for t in targets)
             start = end
-        if start < width:  # keep padded positions increasing, as the model's rotary code expects
-            position_ids[r, start:] = torch.arange(width - start)
+        if start < width:
+            # Padding sees only itself, so its positions change nothing but what some rotary
+            # embeddings read from the batch: dynamic and longrope scaling pick their frequencies
+            # by the largest position id (Phi-3's long factors past its original context).
+            # Increasing, and never past the real tokens' largest.
+            position_ids[r, start:] = torch.arange(width - start).clamp(max=last_position)
     t = torch.tensor(flat_targets, dtype=torch.long).reshape(-1, 8)
     device = batch["chosen_input_ids"].device
     return PackedBatch(
