@@ -61,19 +61,15 @@ def _seconds(slurm_time: str) -> int:
     return seconds + 86400 * int(days or 0)
 
 
-STEPS = 120
-
-
 def test_time_limit_checkpoints_requeues_and_resumes(slurm_env, tmp_path):
     """A job whose time limit runs out mid-run: Slurm's warning signal, a checkpoint, a requeue, a
     resume. To be independent of this machine's speed, the limit is cut (scontrol) once training
     is under way, to the first whole minute that puts the warning signal (45 s before the limit)
-    10-70 s ahead, and restored after the checkpoint. The signal lands by about step 80 here
-    (about 1 step/s, training seen at step 10), so 120 steps always end after it; every step past
-    the signal is test time spent after the resume."""
+    10-70 s ahead, and restored after the checkpoint. 150 steps last over two minutes here (about
+    1 step/s), so the signal always lands mid-run."""
     out = tmp_path / "requeued"
     proc = submit_in_background(slurm_env, out, ["--time", "20", "--signal-delay", "45"],
-                                ["--max_steps", str(STEPS), "--save_steps", "1000", "--logging_steps", "10"])
+                                ["--max_steps", "150", "--save_steps", "1000", "--logging_steps", "10"])
     stdout = stderr = ""
     try:
         jid = job_id(read_until(proc, "orpo-dist submit: job "))
@@ -97,7 +93,7 @@ def test_time_limit_checkpoints_requeues_and_resumes(slurm_env, tmp_path):
     assert proc.returncode == 0, stdout[-2000:] + stderr[-3000:]
     assert "started 2 time(s)" in stdout  # requeued once, then finished
     steps = [r["step"] for r in train_logs(out)]
-    assert steps == list(range(10, STEPS + 1, 10))  # one continuous run: resumed, never restarted
+    assert steps == list(range(10, 151, 10))  # one continuous run: resumed, never restarted
     assert (out / "model.safetensors").is_file() and not (out / "STOPPED").exists()
     node0 = "".join(p.read_text() for p in (out / "submitit").glob("*_0_log.out"))
     assert "start 2" in node0 and "resuming from" in node0
