@@ -41,6 +41,11 @@ class Family:
     mlp: str = "gated"
     logit_softcap: str | None = None
 
+    def __post_init__(self):  # a misspelt form in a new entry fails at import, not as a silent default
+        if self.masks not in MASK_FORMS or self.mlp not in MLP_FORMS:
+            raise ValueError(f"Family {self.model_types}: masks must be one of {MASK_FORMS} and mlp one of "
+                             f"{MLP_FORMS}, got {self.masks!r} and {self.mlp!r}")
+
 
 FAMILIES = {
     "llama": Family(("llama", "gemma")),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from orpo_dist.architectures import ARCHITECTURES, FAMILIES, family_of
+from orpo_dist.architectures import ARCHITECTURES, FAMILIES, Family, family_of
 from orpo_dist.errors import UserError
 
 from .orpo_step_cases import assert_same_step, collated, make_trainers, orpo_args
@@ -129,6 +129,8 @@ def test_what_a_family_does_not_handle_keeps_the_stock_step():
         aux = bool(getattr(config, "output_router_logits", False))
         assert reason in (unsupported_reason(config, aux) or ""), (model_type, unsupported_reason(config, aux))
     assert all(family.model_types for family in FAMILIES.values())
+    with pytest.raises(ValueError, match="masks must be one of"):
+        Family(("new",), masks="per-layer")  # a misspelt form is refused where the entry is written
 
 
 @pytest.mark.parametrize("model_type", ["gemma2", "qwen3_moe"])

@@ -120,7 +120,7 @@ def _version(name: str) -> str:
 def cache_key(data_args, tokenizer, training) -> str:
     fields = {
         "format": FORMAT,
-        "data": {k: v for k, v in dataclasses.asdict(data_args).items()},
+        "data": dataclasses.asdict(data_args),
         "lengths": [training.max_length, training.max_prompt_length, training.max_completion_length,
                     DEFAULT_MAX_LENGTH],
         "seed": training.seed,
