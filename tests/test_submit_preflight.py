@@ -145,3 +145,31 @@ def test_orpo_sbatch_starts_the_submitit_jobs_code_on_every_node(tmp_path, monke
                 batch.run(["tiny", "--output_dir", str(out)])
     with pytest.raises(UserError, match="usage: sbatch"):
         batch.run([])
+
+
+def test_submit_wait_notices_a_killed_old_job_within_a_minute(tmp_path, monkeypatch):
+    """A job killed long after it started (OOM, a node failure, scancel) writes no result file:
+    `submit --wait` must hear it from Slurm. submitit's own watcher asks sacct only after half the
+    job's age (up to 10 minutes), so follow() asks itself every ask_slurm_s. A real submitit
+    SlurmJob against a stand-in sacct that says RUNNING, then FAILED; the job is made an hour old
+    (the watcher's start time) rather than waited for."""
+    from submitit.slurm.slurm import SlurmJob
+
+    state = tmp_path / "state"
+    state.write_text("RUNNING")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sacct").write_text(f'#!/bin/sh\ns=$(cat {state})\nprintf "JobID|State|NodeList\\n4242|$s|n1\\n"\n')
+    (bin_dir / "sacct").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    job = SlurmJob(folder=tmp_path / "submitit", job_id="4242", tasks=(0, 1))
+    try:
+        assert job.state == "RUNNING"
+        job.watcher._start_time -= 3600  # started an hour ago: submitit alone waits up to 10 min
+        state.write_text("FAILED")
+        started = __import__("time").time()
+        with pytest.raises(UserError, match="job 4242 ended FAILED"):
+            submit_cli.follow(job, tmp_path / "run", poll_s=0.05, ask_slurm_s=0.5)
+        assert __import__("time").time() - started < 10
+    finally:
+        job.watcher.clear()

@@ -262,9 +262,15 @@ def task_failure(job) -> str | None:
     return None
 
 
-def follow(job, output_dir: Path, poll_s: float = 5.0) -> int:
-    last = None
+def follow(job, output_dir: Path, poll_s: float = 5.0, ask_slurm_s: float = 30.0) -> int:
+    last, asked = None, time.time()
     while True:
+        # The result files answer every poll; Slurm itself (sacct) is asked at least every
+        # ask_slurm_s. submitit alone asks after half the job's age (up to 10 min): a job killed
+        # an hour in (OOM, node failure, scancel), which writes no result, would be noticed ~30 min late.
+        if time.time() - asked >= ask_slurm_s:
+            job.get_info(mode="force")  # refreshes the state every task's done() reads
+            asked = time.time()
         done = job.done()
         state = job.state  # Slurm's word (sacct), or submitit's for the local executor
         if state != last:
