@@ -19,7 +19,7 @@ import torch
 
 from orpo_dist.launcher.command import Layout, build
 
-from .helpers import REPO, TINY_RECIPE, train_logs
+from .helpers import REPO, TINY_RECIPE, train_logs, write_jsonl
 
 PROBE = REPO / "tests" / "dist_probe.py"
 TINY = TINY_RECIPE
@@ -41,8 +41,7 @@ def write_pairs(path: Path) -> Path:
         seen.add((a, b))
         rows.append({"prompt": f"What is {a} plus {b}?", "chosen": f"{a} plus {b} is {a + b}.",
                      "rejected": f"{a} plus {b} is {a + b + rng.randint(1, 9)}."})
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+    return write_jsonl(path, rows)
 
 
 def free_port() -> int:

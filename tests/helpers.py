@@ -29,11 +29,15 @@ def random_adapter(model, seed=1):
     return get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=LORA_TARGETS, init_lora_weights=False))
 
 
+def jsonl_text(rows) -> str:
+    """Rows (dicts, or strings written as they are: damaged lines) one per line."""
+    return "".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in rows)
+
+
 def write_jsonl(path, rows, opener=open):
-    """Rows (dicts, or strings written as they are: damaged lines) one per line; returns `path`."""
+    """jsonl_text(rows) written to `path` (UTF-8; `opener=gzip.open` for .gz); returns `path`."""
     with opener(path, "wt", encoding="utf-8") as f:
-        for row in rows:
-            f.write((row if isinstance(row, str) else json.dumps(row)) + "\n")
+        f.write(jsonl_text(rows))
     return path
 
 

@@ -15,11 +15,11 @@ import torch
 from orpo_dist.architectures import ARCHITECTURES, FAMILIES, Family, family_of
 from orpo_dist.errors import UserError
 
+from .helpers import TINY_LLAMA_SHAPE
 from .orpo_step_cases import assert_same_step, collated, make_trainers, orpo_args
 
 WINDOW = 8  # tokens: far shorter than the test rows (up to 192), so every sliding layer is cut by it
-SHAPE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-             num_key_value_heads=2, head_dim=16, max_position_embeddings=512)
+SHAPE = dict(TINY_LLAMA_SHAPE, head_dim=16, max_position_embeddings=512)
 ONE_OF_EACH = ["sliding_attention", "full_attention"]
 EXPERTS = dict(num_experts_per_tok=2, moe_intermediate_size=64)
 

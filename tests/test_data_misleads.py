@@ -15,14 +15,10 @@ from contextlib import contextmanager
 
 import pytest
 
-from .helpers import TINY_RECIPE, check_refusal, files_of, run_case
+from .helpers import TINY_RECIPE, check_refusal, files_of, jsonl_text, run_case
 
 ROWS = [{"prompt": f"Question {i}?", "chosen": f"A good answer {i}.", "rejected": f"A bad one {i}."} for i in range(6)]
 STOPPED = "stopped where the model would load"
-
-
-def _jsonl(rows) -> str:
-    return "".join(json.dumps(r) + "\n" for r in rows)
 
 
 def _csv(rows) -> str:
@@ -59,14 +55,14 @@ def _one_line(text, start) -> str:
 
 ENCODING_CASES = [
     # (file name, bytes, words of the note)
-    ("out-file.jsonl", _jsonl(ROWS).encode("utf-16"), "out-file.jsonl is UTF-16 text"),  # FF FE, as Out-File writes
-    ("big-endian.jsonl", b"\xfe\xff" + _jsonl(ROWS).encode("utf-16-be"), "big-endian.jsonl is UTF-16 text"),
+    ("out-file.jsonl", jsonl_text(ROWS).encode("utf-16"), "out-file.jsonl is UTF-16 text"),  # FF FE, as Out-File writes
+    ("big-endian.jsonl", b"\xfe\xff" + jsonl_text(ROWS).encode("utf-16-be"), "big-endian.jsonl is UTF-16 text"),
     ("out-file.csv", _csv(ROWS).encode("utf-16"), "out-file.csv is UTF-16 text"),
     ("array.json", json.dumps(ROWS, indent=1).encode("utf-16"), "array.json is UTF-16 text"),
-    ("packed.jsonl.gz", gzip.compress(_jsonl(ROWS).encode("utf-16")), "packed.jsonl.gz is UTF-16 text"),
+    ("packed.jsonl.gz", gzip.compress(jsonl_text(ROWS).encode("utf-16")), "packed.jsonl.gz is UTF-16 text"),
     ("packed.csv.gz", gzip.compress(_csv(ROWS).encode("utf-16")), "packed.csv.gz is UTF-16 text"),
-    ("utf32.jsonl", _jsonl(ROWS).encode("utf-32"), "utf32.jsonl is UTF-32 text"),
-    ("no-bom.jsonl", _jsonl(ROWS).encode("utf-16-le"), "no-bom.jsonl is UTF-16 text without a byte-order mark"),
+    ("utf32.jsonl", jsonl_text(ROWS).encode("utf-32"), "utf32.jsonl is UTF-32 text"),
+    ("no-bom.jsonl", jsonl_text(ROWS).encode("utf-16-le"), "no-bom.jsonl is UTF-16 text without a byte-order mark"),
 ]
 
 
@@ -119,13 +115,13 @@ SPACED = [dict(ROWS[0], prompt="  Question 0?\n", chosen="A good  answer 0. ")] 
 
 
 def _file_with(extra):
-    return lambda t: _write(t / "pairs.jsonl", _jsonl(ROWS + extra))
+    return lambda t: _write(t / "pairs.jsonl", jsonl_text(ROWS + extra))
 
 
 def _folder(train, test):
     def make(t):
-        _write(t / "ds" / "train.jsonl", _jsonl(train))
-        _write(t / "ds" / "test.jsonl", _jsonl(test))
+        _write(t / "ds" / "train.jsonl", jsonl_text(train))
+        _write(t / "ds" / "test.jsonl", jsonl_text(test))
         return t / "ds"
     return make
 
@@ -165,7 +161,7 @@ def test_data_check_warns_of_duplicates_and_keeps_every_row(tmp_path, capsys, ca
 
 TRAIN_DUPLICATE_CASES = [
     # (case, data (tmp) -> path, extra train arguments, words of the logged warning, the pairs line)
-    ("held out by eval_split_size from a file of copies", lambda t: _write(t / "same.jsonl", _jsonl([ROWS[0]] * 10)),
+    ("held out by eval_split_size from a file of copies", lambda t: _write(t / "same.jsonl", jsonl_text([ROWS[0]] * 10)),
      ["--eval_split_size", "0.1"],
      ["split 'train' has 9 duplicate pairs", "1 of the 1 pairs held out by eval_split_size is also in training split "
       "'train' (held-out line", "held-out figures flatter it"], "9 training pairs, 1 eval pairs"),
@@ -240,7 +236,7 @@ PIPE_CASES = [
 
 @pytest.mark.parametrize("case, pipe, argv, words", PIPE_CASES, ids=[c[0] for c in PIPE_CASES])
 def test_a_pipe_is_refused_in_one_line_unread(tmp_path, capsys, train_stops_before_the_model, case, pipe, argv, words):
-    _write(tmp_path / "ds" / "train.jsonl", _jsonl(ROWS))
+    _write(tmp_path / "ds" / "train.jsonl", jsonl_text(ROWS))
     before = files_of(tmp_path)
     if pipe is None:
         status, _, err = run_case(argv(tmp_path, train_stops_before_the_model), capsys)
@@ -253,7 +249,7 @@ def test_a_pipe_is_refused_in_one_line_unread(tmp_path, capsys, train_stops_befo
 
 
 def test_the_gz_the_pipe_message_suggests_is_read_directly(tmp_path, capsys):
-    path = _write(tmp_path / "data.jsonl.gz", gzip.compress(_jsonl(ROWS).encode()))
+    path = _write(tmp_path / "data.jsonl.gz", gzip.compress(jsonl_text(ROWS).encode()))
     status, out, err = run_case(["data", "check", path], capsys)
     assert status == 0 and "6 rows, 6 good, 0 bad" in out and "note:" not in out, out + err[-2000:]
 
@@ -278,8 +274,8 @@ COLUMN_CASES = [
 
 
 def _column_folder(tmp, train, test):
-    _write(tmp / "ds" / "train.jsonl", _jsonl(train))
-    _write(tmp / "ds" / "test.jsonl", _jsonl(test))
+    _write(tmp / "ds" / "train.jsonl", jsonl_text(train))
+    _write(tmp / "ds" / "test.jsonl", jsonl_text(test))
     return tmp / "ds"
 
 

@@ -14,12 +14,11 @@ from orpo_dist.model_shape import lora_params, lora_target_groups
 from orpo_dist.planner.shapes import resolve_shape
 from orpo_dist.recipe import parse
 
-from .helpers import TINY_RECIPE
+from .helpers import TINY_LLAMA_SHAPE, TINY_RECIPE
 
 OVERRIDES = {
     # the tiny recipe's: hidden_size and heads change, head_dim follows them (64 / 4 = 16)
-    "hidden and heads": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                         "num_attention_heads": 4, "num_key_value_heads": 2},
+    "hidden and heads": TINY_LLAMA_SHAPE,
     # only the heads change: head_dim follows them (576 / 8 = 72, SmolLM2's own is 64)
     "heads only": {"num_hidden_layers": 1, "num_attention_heads": 8, "num_key_value_heads": 2,
                    "intermediate_size": 64},

@@ -13,7 +13,7 @@ from orpo_dist.errors import UserError
 from orpo_dist.recipe import check_without_hardware, parse, resolved_dict
 from orpo_dist.run_folder import HELDOUT_FILE, training_logs
 
-from .helpers import REPO
+from .helpers import REPO, write_jsonl
 
 FIXTURES = REPO / "tests" / "fixtures"
 ZEPHYR = FIXTURES / "alignment-handbook-zephyr-141b-orpo.yaml"
@@ -98,7 +98,7 @@ def test_a_handbook_recipe_with_torch_dtype_max_prompt_length_and_chat_template_
     rows += [{"prompt": "Some context to read first. " * 30 + f"Question {i}: is {i} odd?",
               "chosen": "Yes." if i % 2 else "No.", "rejected": "No." if i % 2 else "Yes."} for i in range(4)]
     data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_jsonl(data, rows)
     out = tmp_path / "run"
     recipe = parse(["--config", str(ZEPHYR), "--output_dir", str(out), "--dataset_name", str(data),
                     # this machine: a CPU, offline, no flash-attn/tensorboard/wandb; tiny and quick
@@ -129,7 +129,7 @@ def test_data_check_reports_the_cut_prompts(tmp_path, capsys, demo_model_dir):
     rows = [{"prompt": "Some context to read first. " * 30 + "Is it?", "chosen": "Yes.", "rejected": "No."},
             {"prompt": "Short?", "chosen": "Yes.", "rejected": "No."}]
     data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_jsonl(data, rows)
     assert main(["check", str(data), "--max-length", "64", "--max-prompt-length", "32"]) == 0
     out = capsys.readouterr().out
     assert "1 prompt is cut to their last 32 tokens (max_prompt_length)" in out and "0 bad" in out

@@ -66,8 +66,7 @@ def poll(what: str, check, timeout: float, interval: float = 0.5):
 def final_state(env: dict, job: str, timeout: float = 120) -> str:
     """Wait for sacct to record a final state (it lags the job by a second or two)."""
     def done():
-        out = slurm(env, "sacct", "-j", job, "-X", "-n", "-P", "-o", "State").strip()
-        state = out.splitlines()[-1].split()[0] if out else ""
+        state = job_state(env, job)
         return state if state in FINAL else ""
 
     return poll(f"job {job} reaching a final state in sacct", done, timeout)

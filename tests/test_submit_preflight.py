@@ -14,6 +14,8 @@ from orpo_dist.errors import UserError
 from orpo_dist.launcher.slurm import cli as submit_cli
 from orpo_dist.launcher.slurm.preflight import check
 
+from .helpers import TINY_RECIPE
+
 # sinfo -h -o "%P|%D|%G": a default CPU partition and a GPU one
 SINFO = "debug*|2|(null)\ngpu|3|gpu:a100:4(S:0-1)\n"
 
@@ -131,7 +133,7 @@ def test_orpo_sbatch_starts_the_submitit_jobs_code_on_every_node(tmp_path, monke
     srun = started[-1]
     assert srun[:4] == ["srun", *srun_flags(TASK_EXIT_WAIT_S), "--ntasks-per-node=1"]
     assert srun[5:12] == ["-m", "orpo_dist.launcher.slurm.job", SUBMIT_DEFAULT, "4", str(out),
-                          str(Path(batch.__file__).parents[2] / "recipes" / "tiny.yaml"), "--output_dir"]
+                          str(TINY_RECIPE), "--output_dir"]
     monkeypatch.setenv("TASK_EXIT_WAIT", "0")
     monkeypatch.setenv("STRATEGY", "fsdp2")
     assert batch.run(["tiny", "--output_dir", str(out)]) == 0

@@ -6,27 +6,35 @@ prompt/chosen/rejected strings.
     data.train, data.eval, data.report
 
 `orpo-dist data check DATASET` prints the same findings for a person (orpo_dist/data/cli.py).
+The names below load on first use: the recipe reads the format table (data/formats.py) without
+the loaders behind them.
 """
 
 from __future__ import annotations
 
-from ..process import is_main_process, main_process_print
-from .prepare import PreparedData, analyze, prepare_datasets
-from .report import BadRow, DataReport, DataUnusable, SplitReport
+import importlib
 
-__all__ = [
-    "BadRow",
-    "DataReport",
-    "DataUnusable",
-    "PreparedData",
-    "SplitReport",
-    "analyze",
-    "is_main_process",
-    "main_process_log",
-    "prepare_datasets",
-]
+_HOMES = {
+    "BadRow": ".findings",
+    "DataReport": ".findings",
+    "SplitReport": ".findings",
+    "DataUnusable": ".errors",
+    "PreparedData": ".prepare",
+    "analyze": ".prepare",
+    "prepare_datasets": ".prepare",
+    "is_main_process": "..process",
+}
+__all__ = [*_HOMES, "main_process_log"]
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name], __name__), name)
 
 
 def main_process_log(message: str) -> None:
     """A `log` callback for prepare_datasets that prints on the main process only."""
+    from ..process import main_process_print
+
     main_process_print(message)

@@ -32,7 +32,7 @@ from typing import Any, Callable
 from ..errors import UserError
 from ..model_rules import DEFAULT_MAX_LENGTH
 from .prepare import prepare_datasets
-from .report import BadRowError
+from .errors import BadRowError
 from .tokenize import TOKEN_COLUMNS, pair_tokens, refuse_rows, tokenize_pairs
 
 FORMAT = 1  # of the folder below; bumped when its layout changes

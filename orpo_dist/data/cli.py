@@ -11,11 +11,12 @@ import argparse
 import os
 
 from ..arg_types import whole
+from ..builtin_models import DEMO_MODEL
 from ..errors import UserError
 from ..model_rules import DEFAULT_MAX_LENGTH
+from .formats import AUTO, FORMAT_CHOICES, FORMATS
 
-DEFAULT_TOKENIZER = "smollm2-135m-instruct"
-FORMAT_CHOICES = ["auto", "standard", "conversational", "hh", "sharegpt"]
+DEFAULT_TOKENIZER = DEMO_MODEL
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--format",
         "--dataset_format",
         dest="format",
-        default="auto",
+        default=AUTO,
         choices=FORMAT_CHOICES,
         help="row format (default: auto-detect)",
     )
@@ -143,7 +144,8 @@ def check(args) -> int:
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     from ..recipe import DataArguments, check_prompt_length
     from .prepare import analyze
-    from .report import DataUnusable, format_bad_rows
+    from .errors import DataUnusable
+    from .findings import format_bad_rows
 
     data_args = DataArguments(
         dataset_name=args.dataset,
@@ -164,9 +166,8 @@ def check(args) -> int:
     except DataUnusable as err:
         print(f"\nCANNOT TRAIN: {err}")
         return 1
-    from .formats import DESCRIPTION
 
-    print(f"format:    {DESCRIPTION[report.format]}" + (" (detected)" if args.format == "auto" else " (forced)"))
+    print(f"format:    {FORMATS[report.format].label}" + (" (detected)" if args.format == AUTO else " (forced)"))
     print(f"rendering: {report.rendering} ({args.tokenizer}); max_length {max_length or 'none'}"
           + (f", max_prompt_length {args.max_prompt_length}" if args.max_prompt_length else ""))
     for note in report.notes:

@@ -1,4 +1,6 @@
-"""Row formats: detect which one a dataset uses and turn each row into a `Pair`, or say why not.
+"""Row formats: one `Format` entry each in FORMATS (its columns, how it is recognised, how a row
+becomes a `Pair`, when to name it to a user); the CLI choices, the recipe check, format detection
+and the messages are all read from that table, so adding a format is one entry (CONTRIBUTING.md).
 
 - standard:       prompt / chosen / rejected strings
 - conversational: lists of {role, content} messages; without a prompt, chosen/rejected are whole
@@ -6,22 +8,19 @@
 - hh:             HH-RLHF transcripts in chosen / rejected only (see hh.py)
 - sharegpt:       `conversations` = [{from, value}, ...] as the prompt; chosen/rejected one
                   {from, value} message or a string
-Any of them can come under other column names through `dataset_columns`.
+Any of them can come under other column names through `dataset_columns`. Pure Python: the
+launching layer reads the table (recipe.py) without the rest of the data layer.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import UserError
-
-# Columns that name a pair's category; the first one a dataset has is carried to the held-out file
-# and grouped by `orpo-dist eval`.
-CATEGORY_COLUMNS = ("category", "source")
 from . import hh
-from .report import (
+from .errors import (
     BAD_MESSAGES,
     EMPTY_ANSWER,
     EMPTY_PROMPT,
@@ -33,20 +32,11 @@ from .report import (
     DataUnusable,
 )
 
-FORMATS = ("standard", "conversational", "hh", "sharegpt")
+# Columns that name a pair's category; the first one a dataset has is carried to the held-out file
+# and grouped by `orpo-dist eval`.
+CATEGORY_COLUMNS = ("category", "source")
+AUTO = "auto"  # dataset_format's default: detect the format from the data
 FIELDS = ("prompt", "chosen", "rejected", "conversations")
-REQUIRED = {
-    "standard": ("prompt", "chosen", "rejected"),
-    "conversational": ("chosen", "rejected"),
-    "hh": ("chosen", "rejected"),
-    "sharegpt": ("conversations", "chosen", "rejected"),
-}
-DESCRIPTION = {
-    "standard": "standard (prompt/chosen/rejected strings)",
-    "conversational": "conversational ({role, content} messages)",
-    "hh": "hh (HH-RLHF transcripts in chosen/rejected)",
-    "sharegpt": "sharegpt (conversations of {from, value} + chosen/rejected)",
-}
 ROLES = ("system", "user", "assistant", "tool")
 SHAREGPT_ROLES = {
     "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "model": "assistant",
@@ -84,59 +74,57 @@ def column_map(mapping: dict[str, str] | None) -> dict[str, str]:
     return {f: str(mapping.get(f, f)) for f in FIELDS}
 
 
-def detect_format(rows: list[dict], columns: list[str], cols: dict[str, str], forced: str = "auto") -> str:
-    present = set(columns)
+class Sample:
+    """What `auto` looks at: the columns present (through dataset_columns) and the kinds of values
+    in the first rows."""
 
-    def has(f):
-        return cols[f] in present
+    def __init__(self, rows: list[dict], columns: list[str], cols: dict[str, str]):
+        self.rows, self.present, self.cols = rows[:_SAMPLE], set(columns), cols
 
-    if forced not in ("auto", None, ""):
+    def has(self, *fields: str) -> bool:
+        return all(self.cols[f] in self.present for f in fields)
+
+    def values(self, field: str) -> list:
+        return [r[self.cols[field]] for r in self.rows if r.get(self.cols[field]) is not None]
+
+    def kind(self, field: str) -> str | None:
+        """The most common type name of the field's values (None: no value)."""
+        kinds = Counter(type(v).__name__ for v in self.values(field))
+        return kinds.most_common(1)[0][0] if kinds else None
+
+
+def detect_format(rows: list[dict], columns: list[str], cols: dict[str, str], forced: str = AUTO) -> str:
+    """The format's name: the forced one if its columns are there, else the first entry of FORMATS
+    that recognises the data."""
+    sample = Sample(rows, columns, cols)
+    if forced not in (AUTO, None, ""):
         if forced not in FORMATS:
-            raise UserError(f"dataset_format must be auto or one of {', '.join(FORMATS)}, got {forced!r}")
-        missing = [f for f in REQUIRED[forced] if not has(f)]
+            raise UserError(f"dataset_format must be {AUTO} or one of {', '.join(FORMATS)}, got {forced!r}")
+        missing = [f for f in FORMATS[forced].required if not sample.has(f)]
         if missing:
             raise missing_columns(missing, columns, cols, forced)
         return forced
-    if has("conversations") and has("chosen") and has("rejected"):
-        return "sharegpt"
-    if has("chosen") and has("rejected"):
-        kind = _majority_kind(rows, cols["chosen"])
-        if kind in ("list", "dict"):
-            return "conversational"
-        if kind == "str" and has("prompt"):
-            return "conversational" if _majority_kind(rows, cols["prompt"]) == "list" else "standard"
-        if has("prompt"):
-            return "standard"  # odd types: every row gets reported
-        values = [v for v in _values(rows, cols["chosen"]) if isinstance(v, str)]
-        if values and sum(map(hh.looks_like_hh, values)) * 2 > len(values):
-            return "hh"
-    raise missing_columns([f for f in ("prompt", "chosen", "rejected") if not has(f)], columns, cols, "standard")
-
-
-def _values(rows, column):
-    return [r[column] for r in rows[:_SAMPLE] if r.get(column) is not None]
-
-
-def _majority_kind(rows, column) -> str | None:
-    kinds = Counter(type(v).__name__ for v in _values(rows, column))
-    return kinds.most_common(1)[0][0] if kinds else None
+    found = next((f.name for f in FORMATS.values() if f.detects(sample)), None)
+    if found:
+        return found
+    needed = FORMATS[FALLBACK].required
+    raise missing_columns([f for f in needed if not sample.has(f)], columns, cols, FALLBACK)
 
 
 def missing_columns(missing: list[str], columns: list[str], cols: dict[str, str], fmt: str) -> DataUnusable:
     named = [f"'{cols[f]}' (mapped to {f} by dataset_columns)" if cols[f] != f else f"'{f}'" for f in missing]
-    needed = REQUIRED[fmt] if fmt != "standard" else ("prompt", "chosen", "rejected")
+    needed = FORMATS[fmt].required
     suggestion = _suggest(needed, columns, cols)
     cli = ",".join(f"{k}={v}" for k, v in suggestion.items())
     yaml = ", ".join(f"{k}: {v}" for k, v in suggestion.items())
     return DataUnusable(
-        f"the dataset has no column {_either(named)}; the {DESCRIPTION[fmt]} format needs "
+        f"the dataset has no column {_either(named)}; the {FORMATS[fmt].label} format needs "
         f"{', '.join(needed)}.\n"
         f"  Columns present: {', '.join(columns) if columns else '(none)'}.\n"
         f"  Map your columns onto {'/'.join(needed)}:\n"
         f"    --dataset_columns {cli}\n"
         f"    or in the YAML recipe: dataset_columns: {{{yaml}}}\n"
-        "  (HH-RLHF transcripts with only chosen/rejected: --dataset_format hh; "
-        "ShareGPT `conversations`: --dataset_format sharegpt)"
+        f"  ({'; '.join(f'{f.hint}: --dataset_format {f.name}' for f in FORMATS.values() if f.hint)})"
     )
 
 
@@ -145,16 +133,17 @@ def split_lacks_columns(split: str, columns: list[str], fmt: str, cols: dict[str
     """A split other than the training one lacks columns the training split's format needs: every
     row of it would be bad for the same reason, so the split is refused in one line naming the
     columns, rather than row by row. (dataset_columns maps every split alike, so the fix is to rename.)"""
-    missing = [f for f in REQUIRED[fmt] if cols[f] not in columns]
+    needed_fields = FORMATS[fmt].required
+    missing = [f for f in needed_fields if cols[f] not in columns]
     if not missing:
         return None
-    needed = ", ".join(cols[f] + (f" (for {f})" if cols[f] != f else "") for f in REQUIRED[fmt])
-    guesses = _suggest(REQUIRED[fmt], columns, cols)
+    needed = ", ".join(cols[f] + (f" (for {f})" if cols[f] != f else "") for f in needed_fields)
+    guesses = _suggest(needed_fields, columns, cols)
     renames = [f"{guesses[f]} to {cols[f]}" for f in missing if guesses[f] != "YOUR_COLUMN"]
     where = f" ({origin})" if origin and origin != "(not read)" else ""
     return DataUnusable(
         f"split {split!r}{where} has columns {', '.join(columns)}; it needs {needed}, as split {train!r} is "
-        f"read in the {DESCRIPTION[fmt]} format. Give every split the same column names"
+        f"read in the {FORMATS[fmt].label} format. Give every split the same column names"
         + (f": rename {', '.join(renames)}" if renames else "")
     )
 
@@ -187,20 +176,10 @@ def _suggest(needed, columns, cols) -> dict[str, str]:
 def to_pair(row: dict[str, Any], fmt: str, cols: dict[str, str]) -> Pair:
     """The row as a Pair, or BadRowError saying what is wrong with it."""
     get = {f: row.get(cols[f]) for f in FIELDS}
-    for f in REQUIRED[fmt]:
+    for f in FORMATS[fmt].required:
         if get[f] is None:
             raise BadRowError(MISSING_VALUE, f"{f} is missing or null")
-    if fmt == "standard":
-        pair = _standard(get["prompt"], get["chosen"], get["rejected"])
-    elif fmt == "hh":
-        for f in ("chosen", "rejected"):
-            _require_string(get[f], f)
-        pair = Pair(*hh.split_pair(get["chosen"], get["rejected"]))
-    elif fmt == "sharegpt":
-        pair = _sharegpt(get["conversations"], get["chosen"], get["rejected"])
-    else:
-        pair = _conversational(get["prompt"], get["chosen"], get["rejected"])
-    return _checked(pair)
+    return _checked(FORMATS[fmt].convert(get))
 
 
 def _require_string(value, name) -> None:
@@ -208,7 +187,8 @@ def _require_string(value, name) -> None:
         raise BadRowError(NON_STRING, f"{name} is a {type(value).__name__}, expected a string")
 
 
-def _standard(prompt, chosen, rejected) -> Pair:
+def _standard(get: dict[str, Any]) -> Pair:
+    prompt, chosen, rejected = get["prompt"], get["chosen"], get["rejected"]
     _require_string(chosen, "chosen")
     _require_string(rejected, "rejected")
     if not isinstance(prompt, str):
@@ -243,7 +223,8 @@ def _messages(value, name: str, default_role: str) -> list[dict[str, str]]:
     raise BadRowError(NON_STRING, f"{name} is a {type(value).__name__}, expected messages or a string")
 
 
-def _conversational(prompt, chosen, rejected) -> Pair:
+def _conversational(get: dict[str, Any]) -> Pair:
+    prompt, chosen, rejected = get["prompt"], get["chosen"], get["rejected"]
     chosen_msgs = _messages(chosen, "chosen", "assistant")
     rejected_msgs = _messages(rejected, "rejected", "assistant")
     for name, msgs in (("chosen", chosen_msgs), ("rejected", rejected_msgs)):
@@ -296,11 +277,18 @@ def _sharegpt_answer(value, name: str) -> str:
     raise BadRowError(NON_STRING, f"{name} is a {type(value).__name__}, expected one {{from, value}} message or a string")
 
 
-def _sharegpt(conversations, chosen, rejected) -> Pair:
+def _sharegpt(get: dict[str, Any]) -> Pair:
+    conversations, chosen, rejected = get["conversations"], get["chosen"], get["rejected"]
     if not isinstance(conversations, list):
         raise BadRowError(BAD_MESSAGES, f"conversations is a {type(conversations).__name__}, expected a list")
     prompt = [_sharegpt_message(m, f"conversations[{i}]") for i, m in enumerate(conversations)]
     return Pair(prompt, _sharegpt_answer(chosen, "chosen"), _sharegpt_answer(rejected, "rejected"))
+
+
+def _hh(get: dict[str, Any]) -> Pair:
+    for f in ("chosen", "rejected"):
+        _require_string(get[f], f)
+    return Pair(*hh.split_pair(get["chosen"], get["rejected"]))
 
 
 def _checked(pair: Pair) -> Pair:
@@ -320,3 +308,44 @@ def _checked(pair: Pair) -> Pair:
     if pair.chosen.strip() == pair.rejected.strip():
         raise BadRowError(IDENTICAL, "chosen and rejected are the same text")
     return pair
+
+
+# ---------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    description: str  # what its rows hold, as messages name it
+    required: tuple[str, ...]  # the FIELDS every row needs (their columns through dataset_columns)
+    detects: Callable[[Sample], bool]  # `auto` tries the entries in table order
+    convert: Callable[[dict[str, Any]], Pair]  # field -> value to a Pair; BadRowError for a bad row
+    hint: str = ""  # data that `auto` cannot tell, named where columns are missing
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.description})"
+
+
+def _looks_like_hh(sample: Sample) -> bool:
+    values = [v for v in sample.values("chosen") if isinstance(v, str)]
+    return bool(values) and sum(map(hh.looks_like_hh, values)) * 2 > len(values)
+
+
+# In detection order: sharegpt's `conversations` first; message lists before strings; hh, which
+# only its text tells apart, last.
+FORMATS = {f.name: f for f in (
+    Format("sharegpt", "conversations of {from, value} + chosen/rejected", ("conversations", "chosen", "rejected"),
+           lambda s: s.has("conversations", "chosen", "rejected"), _sharegpt, hint="ShareGPT `conversations`"),
+    Format("conversational", "{role, content} messages", ("chosen", "rejected"),
+           lambda s: s.has("chosen", "rejected") and (s.kind("chosen") in ("list", "dict") or (
+               s.kind("chosen") == "str" and s.has("prompt") and s.kind("prompt") == "list")),
+           _conversational),
+    Format("standard", "prompt/chosen/rejected strings", ("prompt", "chosen", "rejected"),
+           lambda s: s.has("prompt", "chosen", "rejected"), _standard),
+    Format("hh", "HH-RLHF transcripts in chosen/rejected", ("chosen", "rejected"),
+           lambda s: s.has("chosen", "rejected") and _looks_like_hh(s), _hh,
+           hint="HH-RLHF transcripts with only chosen/rejected"),
+)}  # fmt: skip
+FORMAT_CHOICES = (AUTO, *FORMATS)
+FALLBACK = "standard"  # the format whose columns a user is asked for when no entry recognises the data

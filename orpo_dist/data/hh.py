@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from .report import EMPTY_ANSWER, MALFORMED_TRANSCRIPT, BadRowError
+from .errors import EMPTY_ANSWER, MALFORMED_TRANSCRIPT, BadRowError
 
 _TURN = re.compile(r"\n\n(Human|Assistant):")
 ROLES = {"Human": "user", "Assistant": "assistant"}

@@ -12,9 +12,10 @@ from typing import Any, Callable, NamedTuple
 from ..errors import UserError
 from ..model_rules import DEFAULT_MAX_LENGTH
 from .duplicates import across, fingerprint, within
-from .formats import CATEGORY_COLUMNS, DESCRIPTION, REQUIRED, column_map, detect_format, split_lacks_columns, to_pair
+from .formats import AUTO, CATEGORY_COLUMNS, FALLBACK, FORMATS, column_map, detect_format, split_lacks_columns, to_pair
 from .render import Renderer
-from .report import STRICT_LIST, BadRow, BadRowError, DataReport, DataUnusable, SplitReport, format_bad_rows
+from .errors import STRICT_LIST, BadRowError, DataUnusable
+from .findings import BadRow, DataReport, SplitReport, format_bad_rows
 from .sources import RawSplit, load_splits
 from .split_slices import check_disjoint, parse_split
 from .tokenize import measure
@@ -79,7 +80,7 @@ def analyze(
     if _dicts(train_raw):
         fmt = detect_format(_dicts(train_raw), train_raw.columns, cols, args.dataset_format)
     else:  # not one readable row: report them all rather than "no columns"
-        fmt = args.dataset_format if args.dataset_format in REQUIRED else "standard"
+        fmt = args.dataset_format if args.dataset_format in FORMATS else FALLBACK
     if tokenizer is not None and tokenizer.eos_token_id is None:
         raise UserError("the tokenizer has no eos_token: ORPO ends every answer with it. Set tokenizer.eos_token.")
     renderer = Renderer(tokenizer, args.apply_chat_template)
@@ -166,7 +167,7 @@ def prepare_datasets(args, tokenizer, max_length: int | None, seed: int, log: Ca
                            max_completion_length=max_completion_length)
     source = report.source
     hint = check_command(args, max_length, max_prompt_length)
-    log(f"data: {source}: format {DESCRIPTION[report.format]}, rendered as {report.rendering}")
+    log(f"data: {source}: format {FORMATS[report.format].label}, rendered as {report.rendering}")
     for note in report.notes:
         log(f"data: note: {note}")
     for name, split in report.splits.items():
@@ -221,7 +222,7 @@ def check_command(args, max_length: int | None, max_prompt_length: int | None = 
     words = ["orpo-dist", "data", "check", str(args.dataset_name)]
     if args.dataset_columns:
         words += ["--dataset_columns", ",".join(f"{k}={v}" for k, v in dict(args.dataset_columns).items())]
-    if args.dataset_format not in ("auto", None):
+    if args.dataset_format not in (AUTO, None):
         words += ["--format", args.dataset_format]
     if args.dataset_config:
         words += ["--config", args.dataset_config]

@@ -10,7 +10,7 @@ for datasets handed to the trainer directly (not through prepare_datasets).
 from __future__ import annotations
 
 from .formats import Pair
-from .report import TEMPLATE_FAILED, BadRowError
+from .errors import TEMPLATE_FAILED, BadRowError
 
 
 class Renderer:

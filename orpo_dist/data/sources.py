@@ -33,7 +33,7 @@ from .file_kind import (
     text_encoding,
     to_utf8,
 )
-from .report import BROKEN_JSON, BadRowError
+from .errors import BROKEN_JSON, BadRowError
 from .split_slices import add_slices, base_names, parse_split
 
 JSON_SUFFIXES = (".jsonl.gz", ".json.gz", ".ndjson.gz", ".jsonl", ".json", ".ndjson")

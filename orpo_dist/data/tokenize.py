@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..errors import UserError
-from .report import PROMPT_TOO_LONG, TOKENIZATION, BadRowError
+from .errors import PROMPT_TOO_LONG, TOKENIZATION, BadRowError
 from .truncation import LABEL_PAD, truncate_row
 
 TOKEN_COLUMNS = ("prompt_input_ids", "prompt_attention_mask", "chosen_input_ids", "chosen_attention_mask",
