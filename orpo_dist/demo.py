@@ -105,7 +105,7 @@ def main(argv: list[str]) -> int:
 
     from .eval.cli import evaluate_run
     from .eval.probes import DEFAULT_PROBES, HARMFUL_PROBES
-    from .eval.report import format_result
+    from .eval.summary import format_result
     from .recipe import parse
     from .train import run
 

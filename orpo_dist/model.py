@@ -36,7 +36,7 @@ def model_dtype(margs: ModelArguments, training: OrpoDistConfig) -> torch.dtype 
 
 def model_path(margs: ModelArguments) -> str:
     if not margs.model_name_or_path:
-        raise UserError("the recipe has no model_name_or_path (a hub name, a local folder, or smollm2-135m-instruct)")
+        raise UserError(builtin_models.NO_MODEL)
     return builtin_models.resolve(margs.model_name_or_path)
 
 
@@ -47,7 +47,7 @@ def check_model_folder(name: str, trust_remote_code: bool = False, what: str = "
     folder = Path(name).expanduser()
     if not folder.exists() and looks_local(name):
         raise UserError(f"{what} {name} does not exist (relative paths start at {Path.cwd()}): give a model folder, "
-                        "a hub name or smollm2-135m-instruct")
+                        f"a hub name or {builtin_models.DEMO_MODEL}")
     if not folder.is_dir():
         check_hub_answers(name, what)
         return  # a hub name or a file: transformers' own errors name it

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
+from .data.formats import AUTO, FORMAT_CHOICES, FORMATS
 from .errors import UserError
 from .strategies import DEEPSPEED, FSDP2, running_engine
 from .orpo.config import OrpoConfig
@@ -47,10 +48,10 @@ class DataArguments(ScriptArguments):
         },
     )
     dataset_format: str = field(
-        default="auto",
+        default=AUTO,
         metadata={
-            "help": "Row format: auto (detect), standard, conversational, hh (HH-RLHF transcripts) or sharegpt.",
-            "choices": ["auto", "standard", "conversational", "hh", "sharegpt"],
+            "help": f"Row format: {AUTO} (detect) or one of: " + "; ".join(f.label for f in FORMATS.values()) + ".",
+            "choices": list(FORMAT_CHOICES),
         },
     )
     dataset_strict: bool = field(

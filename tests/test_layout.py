@@ -18,7 +18,9 @@ PACKAGE = REPO / "orpo_dist"
 TRAINING = ("orpo_dist.callbacks", "orpo_dist.train", "orpo_dist.model", "orpo_dist.orpo", "orpo_dist.bench.arm",
             "orpo_dist.outputs", "orpo_dist.data", "orpo_dist.eval", "orpo_dist.demo", "orpo_dist.report")
 # ORPO's config is a recipe's training half: the launchers read recipes through it (it imports no trainer).
-RECIPE_LEVEL = ("orpo_dist.orpo", "orpo_dist.orpo.config")
+# The format table is the recipe's dataset_format choices (pure Python, like the errors it raises).
+RECIPE_LEVEL = ("orpo_dist.orpo", "orpo_dist.orpo.config", "orpo_dist.data", "orpo_dist.data.formats",
+                "orpo_dist.data.errors", "orpo_dist.data.hh")
 
 
 def is_training(module: str) -> bool:
@@ -150,26 +152,32 @@ def test_no_module_imports_trls_experimental_trainers():
     assert _imports_trl_experimental(REPO / "tests" / "orpo_step_cases.py")  # the check sees such an import
 
 
-def test_strategy_and_format_names_are_tested_only_in_their_tables():
+def _docstrings(tree: ast.AST) -> set[int]:
+    return {id(node.body[0].value) for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body
+            and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+
+
+def test_strategy_and_format_names_are_written_only_in_their_tables():
     """A strategy or data format is one entry in its table (strategies.py; data/formats.py): code
-    elsewhere asks the entry (its engine, what it shards, the format's columns), never compares a
-    name (`if strategy == "zero3"`), or adding one would mean finding every such test."""
+    elsewhere asks the entry (its engine, what it shards, the format's columns) or lists the table,
+    never writes a name (`if strategy == "zero3"`, `choices=["auto", "standard", ...]`), or adding
+    one would mean finding every such place. Docstrings may name them."""
     from orpo_dist.data.formats import FORMATS
     from orpo_dist.strategies import STRATEGIES
 
     names = set(STRATEGIES) | set(FORMATS)
     homes = {PACKAGE / "strategies.py", PACKAGE / "data" / "formats.py"}
+    # `orpo-dist demo --data hh` names a bundled data set (HH-RLHF), not the row format.
+    other_meanings = {("demo.py", "hh")}
     found = []
     for path in sorted(PACKAGE.rglob("*.py")):
         if path in homes:
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            if not isinstance(node, ast.Compare):
-                continue
-            sides = [node.left, *node.comparators]
-            values = [e for side in sides for e in (side.elts if isinstance(side, (ast.Tuple, ast.List, ast.Set))
-                                                    else [side])]
-            named = [v.value for v in values if isinstance(v, ast.Constant) and v.value in names]
-            if named:
-                found.append(f"{path.relative_to(REPO)}:{node.lineno} compares {named}")
+        tree = ast.parse(path.read_text())
+        docs = _docstrings(tree)
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Constant) and node.value in names and id(node) not in docs
+                    and (str(path.relative_to(PACKAGE)), node.value) not in other_meanings):
+                found.append(f"{path.relative_to(REPO)}:{node.lineno} writes {node.value!r}")
     assert not found, found

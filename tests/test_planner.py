@@ -26,7 +26,7 @@ from orpo_dist.planner.activations import activation_bytes  # noqa: E402
 from orpo_dist.planner.memory import STRATEGIES, estimate  # noqa: E402
 from orpo_dist.planner.spec import GiB, Assumptions, Hardware, Workload  # noqa: E402
 from orpo_dist.planner.recommend import max_micro_batch, recommend, require_fit, split_global_batch  # noqa: E402
-from orpo_dist.planner.report import format_plan, plan_json  # noqa: E402
+from orpo_dist.planner.printout import format_plan, plan_json  # noqa: E402
 from orpo_dist.model_rules import plans_fast_step  # noqa: E402
 from orpo_dist.model_shape import lora_params  # noqa: E402
 from orpo_dist.planner.shapes import resolve_shape  # noqa: E402

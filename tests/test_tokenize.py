@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from orpo_dist.data.report import BadRowError
+from orpo_dist.data.errors import BadRowError
 from orpo_dist.data.tokenize import tokenize_pair
 
 from .helpers import prepare, write_jsonl

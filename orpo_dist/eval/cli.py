@@ -52,7 +52,7 @@ def evaluate(target: str | Path, pairs_file: str | None = None, max_pairs: int |
     from ..report.plots import gap_histogram
     from .generation import generate
     from .models import load, resolve_target
-    from .report import histogram_path, write_markdown
+    from .summary import histogram_path, write_markdown
     from .scoring import tokenize_pairs
     from .stats import by_category, category_column, summarise
 
@@ -108,7 +108,7 @@ def evaluate_run(run_dir, pairs_file=None, max_pairs=None, probes=DEFAULT_PROBES
 
 
 def main(argv: list[str]) -> int:
-    from .report import format_result
+    from .summary import format_result
 
     parser = argparse.ArgumentParser(prog="orpo-dist eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from ..architectures import logit_softcap
-from ..data.report import BadRowError
+from ..data.errors import BadRowError
 from ..model_rules import DEFAULT_CHUNK_SIZE
 from ..data.tokenize import tokenize_pairs as tokenize_rows
 from ..orpo.fast.head import target_logps

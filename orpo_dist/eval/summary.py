@@ -1,4 +1,4 @@
-"""The eval report: the terminal table, and eval.md with its gap histogram beside eval.json."""
+"""The eval summary: the terminal table, and eval.md with its gap histogram beside eval.json."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ mean a dataset that skipped it.
 from __future__ import annotations
 
 from ..data.render import render_example
-from ..data.report import BadRowError
+from ..data.errors import BadRowError
 from ..data.tokenize import TOKEN_COLUMNS, refuse_rows, tokenize_pairs
 from ..errors import UserError
 

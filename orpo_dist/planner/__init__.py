@@ -10,7 +10,7 @@ The launchers' front door (what `orpo-dist launch/submit --strategy auto` call):
 The parts: shapes (where a model's config comes from; its exact parameter counts, built on the meta
 device, are orpo_dist/model_shape.py's, which training reads too), memory (the
 per-strategy estimate), recommend, inputs (a recipe's fields -> shape, method, workload), detect,
-report, table, cli. Method and assumptions: docs/planner.md. Nothing here imports torch until a
+printout, table, cli. Method and assumptions: docs/planner.md. Nothing here imports torch until a
 shape is resolved.
 """
 
@@ -18,6 +18,6 @@ from .detect import detect_hardware
 from .inputs import plan_recipe
 from .spec import Hardware
 from .recommend import require_fit
-from .report import format_plan
+from .printout import format_plan
 
 __all__ = ["Hardware", "detect_hardware", "format_plan", "plan_recipe", "require_fit"]

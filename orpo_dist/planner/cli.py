@@ -119,7 +119,7 @@ def main(argv: list[str]) -> int:
     from .spec import Assumptions, Hardware
     from .inputs import inputs_from_recipe
     from .recommend import recommend
-    from .report import format_plan, plan_json
+    from .printout import format_plan, plan_json
 
     hardware = Hardware(args.gpus_per_node, args.nodes, args.gpu_mem, args.cpu_mem, args.device).validate()
     if not 0 <= args.margin < 0.9:

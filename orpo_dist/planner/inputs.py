@@ -10,6 +10,7 @@ import functools
 import json
 from typing import Any, NamedTuple
 
+from ..builtin_models import NO_MODEL
 from ..errors import UserError
 from ..model_rules import plans_fast_step, training_method
 from .memory import Plan, estimate
@@ -102,7 +103,7 @@ def inputs_from_recipe(values: dict[str, Any]) -> PlanInputs:
         raise UserError(f"a recipe must be a mapping of field names to values, got {type(values).__name__}")
     name = values.get("model_name_or_path")
     if not name:
-        raise UserError("the recipe has no model_name_or_path (a hub name, a local folder, or smollm2-135m-instruct)")
+        raise UserError(NO_MODEL)
     shape = resolve_shape(str(name), config_overrides(values))
     workload = workload_from_recipe(values).replace(
         fast_step=plans_fast_step(_get(values, "orpo_step"), shape.model_type))
