@@ -71,6 +71,27 @@ def cached_on_disk(repo_id: str, kind: str) -> bool:
     return (_hub_cache() / f"{kind}s--{repo_id.replace('/', '--')}").is_dir()
 
 
+def cached_snapshot(repo_id: str, revision: str | None = None) -> Path | None:
+    """The folder of this model's files in the local hub cache (what from_pretrained would read), or None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def check_hub_answers(name: str, what: str) -> None:
+    """A hub name not in the local cache is fetched: refuse in seconds when the hub does not answer
+    (the Hub client would wait and retry for minutes, saying nothing)."""
+    repo = hub_model_name(name)
+    if repo is None or offline() or cached_on_disk(repo, "model"):
+        return
+    why = hub_unreachable()
+    if why:
+        raise UserError(f"{what} {repo!r} is not a local folder nor in the local Hugging Face cache, and the hub "
+                        f"cannot be reached ({why}). Download it once where there is network (`hf download "
+                        f"{repo}`), or give a local folder")
+
+
 def use_cache_only(why: str, log) -> None:
     """Switch this process (and the processes it starts) to the local cache: the Hub client reads
     HF_HUB_OFFLINE once at import, so its module constants are set too."""

@@ -10,13 +10,14 @@ from __future__ import annotations
 import copy
 import json
 import os
+import pickle
 from pathlib import Path
 
 import torch
 
 from . import builtin_models
 from .errors import UserError
-from .hub_access import cached_on_disk, hub_model_name, hub_unreachable, looks_local, offline
+from .hub_access import cached_snapshot, check_hub_answers, hub_model_name, looks_local
 from .model_rules import apply_config_overrides, default_lora_targets, training_method
 from .recipe import ModelArguments, OrpoDistConfig
 from .strategies import FSDP2, running_engine
@@ -50,6 +51,12 @@ def check_model_folder(name: str, trust_remote_code: bool = False, what: str = "
                         f"a hub name or {builtin_models.DEMO_MODEL}")
     if not folder.is_dir():
         check_hub_answers(name, what)
+        repo = hub_model_name(name)
+        snapshot = cached_snapshot(repo) if repo else None
+        if snapshot is not None:  # the hub's copy on this disk: its pickles are read as a folder's are
+            from .pickle_scan import MODEL_FIX, check_pickles
+
+            check_pickles(snapshot, MODEL_FIX)
         return  # a hub name or a file: transformers' own errors name it
     config = folder / "config.json"
     if not config.is_file():
@@ -72,19 +79,6 @@ def check_model_folder(name: str, trust_remote_code: bool = False, what: str = "
         raise UserError(f"model folder {folder} brings its own Python code ({', '.join(code)}, named in auto_map "
                         "of its config.json), which would run on load. Read it, then set trust_remote_code: true "
                         "in the recipe if you trust it; orpo-dist never runs it otherwise")
-
-
-def check_hub_answers(name: str, what: str) -> None:
-    """A hub name not in the local cache is fetched: refuse in seconds when the hub does not answer
-    (the Hub client would wait and retry for minutes, saying nothing)."""
-    repo = hub_model_name(name)
-    if repo is None or offline() or cached_on_disk(repo, "model"):
-        return
-    why = hub_unreachable()
-    if why:
-        raise UserError(f"{what} {repo!r} is not a local folder nor in the local Hugging Face cache, and the hub "
-                        f"cannot be reached ({why}). Download it once where there is network (`hf download "
-                        f"{repo}`), or give a local folder")
 
 
 def check_gguf(folder: str, gguf_file: str | None) -> None:
@@ -177,6 +171,10 @@ def load_model(margs: ModelArguments, training: OrpoDistConfig):
             kwargs["device_map"] = {"": _local_device()}
     try:
         return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except pickle.UnpicklingError as err:  # a weights pickle fetched just now, refused by torch's weights_only
+        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else "refused"
+        raise UserError(f"cannot load the model {path!r}: torch refused a weights file that is a pickle ({first}). "
+                        "Use the model's safetensors files (save_pretrained's default), from a source you trust") from None
     except (OSError, ValueError) as err:
         raise UserError(f"cannot load the model {path!r}: {str(err)[:500]}") from None
     except RuntimeError as err:

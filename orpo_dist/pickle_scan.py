@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import pickletools
 import zipfile
+import zlib
 from pathlib import Path
 
 from .errors import UserError
@@ -153,7 +154,10 @@ def check_pickles(folder: str | Path, fix: str, recursive: bool = False) -> None
         return
     files = sorted(p for p in (folder.rglob("*") if recursive else folder.iterdir()) if p.is_file() and p.name not in NEVER_LOADED and (p.suffix in PICKLE_SUFFIXES or p.name == DCP_METADATA))
     for path in files:
-        streams = _streams(path)
+        try:
+            streams = _streams(path)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:  # a torch zip with a bad CRC, cut short
+            raise UserError(f"{path} could not be read ({type(err).__name__}: {err}): it is damaged. {fix}") from None
         if path.name == DCP_METADATA:
             _check(path, streams, fix)
             try:

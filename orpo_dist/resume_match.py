@@ -77,3 +77,16 @@ def check_recipe_fits(checkpoint: str | Path, current: dict[str, Any], defaults:
     if changed:
         shown = ", ".join(f"{f} {old!r} -> {new!r}" for f, old, new in changed)
         log(f"resuming {checkpoint} with settings changed from its run's recipe: {shown}")
+
+
+# What torch and the Trainer say when a checkpoint's weights or optimizer do not fit the model.
+_MISMATCH_WORDS = ("size mismatch for", "Error(s) in loading state_dict", "doesn't match the size of optimizer's group")
+
+
+def checkpoint_mismatch(err: BaseException) -> str | None:
+    """The line of a load error that says what did not fit, or None when `err` is another error."""
+    text = str(err)
+    if not any(words in text for words in _MISMATCH_WORDS):
+        return None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return next((line for line in lines if line.startswith("size mismatch")), lines[0])[:400]

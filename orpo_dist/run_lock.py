@@ -141,6 +141,16 @@ def check_not_being_written(folder: str | Path | None) -> None:
         raise UserError(_busy(Path(folder), holder))
 
 
+def training_note(folder: str | Path) -> str | None:
+    """A reader of a run that has a model and is training again (--resume with more steps): one
+    line saying that the model read is the one saved before, or None when nobody writes the run."""
+    holder = live_holder(folder)
+    if holder is None:
+        return None
+    return (f"the run in {folder} is training again ({holder}): this reads the model it saved before, "
+            "which the run replaces when it ends")
+
+
 def refuse_while_training(folder: str | Path, reader: str) -> None:
     """A reader of a run with no final model yet: a UserError naming the run that is still writing
     it, and its last complete checkpoint (which `orpo-dist eval` reads), when it is live."""

@@ -127,3 +127,16 @@ def files_holding(values, *folders) -> list[str]:
                 data = path.read_bytes()
                 found += [f"{path}: {v[:6]}..." for v in values if v.encode() in data]
     return found
+
+
+def run_over_hub_base(tmp, lora_run, repo="some-org/some-model"):
+    """A copy of a LoRA run whose recipe names a hub model (`repo`) as its base."""
+    import shutil
+
+    import yaml
+
+    run = Path(tmp) / "adapter-run"
+    shutil.copytree(lora_run, run)
+    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
+    (run / "recipe.yaml").write_text(yaml.safe_dump({**recipe, "model_name_or_path": repo}))
+    return run

@@ -3,8 +3,10 @@ probe files and refusals, the report files, and the CLI on a run."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
+import os
 
 import pytest
 from transformers import AutoModelForCausalLM
@@ -15,7 +17,7 @@ from orpo_dist.eval.probes import Probe, is_refusal, read_probes, refusal_rate
 from orpo_dist.eval.scoring import micro_batches, pair_logps, padded_pair_logps, tokenize_pairs
 from orpo_dist.eval.stats import bootstrap_interval, by_category, category_column, summarise
 
-from .helpers import TINY_RECIPE, check_refusal, imported_modules, run_case, run_cli, write_jsonl
+from .helpers import TINY_RECIPE, check_refusal, imported_modules, jsonl_text, run_case, run_cli, write_jsonl
 
 ROWS = [
     {"prompt": "Question: 2+2?\nAnswer:", "chosen": " 4, of course.", "rejected": " 5"},
@@ -107,6 +109,43 @@ def test_pairs_file_errors_name_file_and_line(tmp_path):
         read_pairs(f)
     with pytest.raises(UserError, match="no pairs file"):
         read_pairs(tmp_path / "missing.jsonl")
+
+
+READER_CASES = [
+    # (case, file name, bytes, what is read: rows, or the UserError's words)
+    ("pairs saved as UTF-16 (PowerShell)", "pairs.jsonl", lambda: jsonl_text(ROWS).encode("utf-16"), ROWS),
+    ("pairs gzip-compressed under .jsonl", "pairs.jsonl", lambda: gzip.compress(jsonl_text(ROWS).encode()),
+     ROWS),
+    ("pairs in a gzip file cut short", "pairs.jsonl.gz", lambda: gzip.compress(jsonl_text(ROWS).encode())[:40],
+     "cannot read it"),
+    ("pairs in Latin-1", "pairs.jsonl", lambda: '{"prompt": "caf\u00e9?", "chosen": "a", "rejected": "b"}\n'.encode("latin-1"),
+     "is not UTF-8 text"),
+    ("probes saved as UTF-16", "probes.txt", lambda: "Say hi.\nPick a lock.\n".encode("utf-16"),
+     (Probe("Say hi."), Probe("Pick a lock."))),
+]
+
+
+@pytest.mark.parametrize("case, name, content, expected", READER_CASES, ids=[c[0] for c in READER_CASES])
+def test_eval_reads_its_files_as_the_data_layer_does(tmp_path, case, name, content, expected):
+    """eval's --pairs and --prompts files: gzip and UTF-16/32 read as training reads them, anything
+    else one UserError naming the file."""
+    path = tmp_path / name
+    path.write_bytes(content())
+    read = read_probes if name.startswith("probes") else read_pairs
+    if isinstance(expected, str):
+        with pytest.raises(UserError, match=expected) as refused:
+            read(path, **({"given": True} if read is read_pairs else {}))
+        assert str(path) in str(refused.value)
+    else:
+        assert list(read(path)) == list(expected)
+
+
+def test_eval_names_a_pipe_as_a_pipe(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for read in (lambda: read_pairs(fifo, given=True), lambda: read_probes(fifo)):
+        with pytest.raises(UserError, match="is a pipe"):
+            read()
 
 
 @pytest.fixture(scope="module")

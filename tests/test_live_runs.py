@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from .helpers import REPO, TINY_RECIPE, check_refusal, run_case
+from .helpers import REPO, TINY_RECIPE, check_refusal, files_of, run_case, run_over_hub_base
 
 
 def start(argv, **kwargs):
@@ -97,26 +97,59 @@ def test_a_live_run_is_refused_to_writers_named_to_readers_and_ends_cleanly_on_s
     assert not (run / "LOCK").exists()
 
 
+def test_readers_of_a_finished_run_training_again_say_which_model_they_read(tmp_path, capsys, lora_run):
+    """--resume with more steps: the run has a model and a live lock. eval and export read the
+    model it saved before, and say so (the run replaces it when it ends)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(lora_run, run)
+    holder = subprocess.Popen(  # the training process: another process holding the run's lock
+        [sys.executable, "-c", "import sys, time; from orpo_dist.run_lock import RunLock; "
+         "RunLock(sys.argv[1], 'orpo-dist train').acquire(); print('locked', flush=True); time.sleep(120)", str(run)],
+        cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        for argv in (["export", run, "--merge", "--out", tmp_path / "x"],
+                     ["eval", run, "--no-generate", "--max-pairs", "2", "--out", tmp_path / "e"]):
+            status, out, err = run_case(argv, capsys)
+            assert status == 0, err[-3000:]
+            assert f"the run in {run} is training again (pid {holder.pid}" in out and "saved before" in out, out
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 # ---------------------------------------------------------------- any signal, any command
 
 SIGNAL_CASES = [
-    # (command, signal): plan waiting on a hub that never answers (the 5 s wait for an HTTP answer)
-    (["plan", "--model", "some-org/some-model"], "SIGHUP"),
-    (["plan", "--model", "some-org/some-model"], "SIGINT"),
+    # (case, argv(tmp, run), signal): each command waiting on a hub that never answers (the 5 s
+    # wait for an HTTP answer), where a real signal finds it
+    ("plan SIGHUP", lambda t, r: ["plan", "--model", "some-org/some-model"], "SIGHUP"),
+    ("plan SIGINT", lambda t, r: ["plan", "--model", "some-org/some-model"], "SIGINT"),
+    ("train SIGHUP", lambda t, r: ["train", "--config", "tiny", "--output_dir", t / "out", "--model_name_or_path",
+                                   "some-org/some-model", "--random_init", "false"], "SIGHUP"),
+    ("data check SIGTERM", lambda t, r: ["data", "check", "some-org/some-pairs"], "SIGTERM"),
+    ("eval SIGHUP", lambda t, r: ["eval", r, "--base", "some-org/some-model", "--no-generate"], "SIGHUP"),
+    ("export SIGTERM", lambda t, r: ["export", run_over_hub_base(t, r), "--gguf", "f16"], "SIGTERM"),
 ]
 
 
-@pytest.mark.parametrize("argv, signame", SIGNAL_CASES, ids=[f"{c[0][0]} {c[1]}" for c in SIGNAL_CASES])
-def test_a_signal_ends_a_waiting_command_in_one_line(silent_hub, argv, signame):
+@pytest.mark.parametrize("case, argv, signame", SIGNAL_CASES, ids=[c[0] for c in SIGNAL_CASES])
+def test_a_signal_ends_a_waiting_command_in_one_line(tmp_path, silent_hub, lora_run, case, argv, signame):
     env = {**os.environ, "HF_ENDPOINT": silent_hub.url}
-    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
         env.pop(name, None)
+    before = files_of(lora_run)
+    argv = [str(a) for a in argv(tmp_path, lora_run)]
     # The signal once the connection check and then the request have reached the hub.
     proc = start(argv, env=env)
     err = signal_when(proc, lambda: silent_hub.accepted >= 2, getattr(signal, signame), timeout=120)
     words = "interrupted" if signame == "SIGINT" else f"interrupted by {signame}"
     assert proc.returncode == 128 + getattr(signal, signame) and "Traceback" not in err, err[-3000:]
-    assert [line for line in err.splitlines() if line.strip()] == [f"orpo-dist {argv[0]}: {words}"], err[-2000:]
+    said = [line for line in err.splitlines() if line.startswith("orpo-dist")]  # not the libraries' warnings
+    assert len(said) == 1 and said[0].startswith(f"orpo-dist {argv[0]}: {words}"), err[-2000:]
+    assert files_of(lora_run) == before and not processes_naming(tmp_path)
 
 
 # ---------------------------------------------------------------- signals that arrive mid-write

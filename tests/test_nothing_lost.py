@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from .helpers import TINY_RECIPE, check_refusal, files_of, run_case, write_jsonl
+from .helpers import TINY_RECIPE, check_refusal, files_of, run_case, run_over_hub_base, write_jsonl
 
 ROWS = [{"prompt": f"Question {i}?", "chosen": f"A good answer {i}.", "rejected": f"A bad one {i}."} for i in range(6)]
 
@@ -99,6 +99,16 @@ def _torch_payload(path, marker, legacy=False):
     torch.save({"state": Payload(marker)}, path, _use_new_zipfile_serialization=not legacy)
 
 
+def _bad_crc(path, marker):
+    """A torch.save zip whose pickle bytes no longer match their CRC (a flipped bit on disk)."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state": "abcdefgh-some-state"}, path)
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b"abcdefgh-some", b"abcdefgX-some", 1))
+
+
 def _raw_payload(path, marker):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(pickle.dumps(Payload(marker)))
@@ -158,6 +168,7 @@ HOSTILE_CASES = [
      ["would call posix.system", "loaded nothing from it"]),
     ("a damaged rng_state.pth", _resume_with("rng_state.pth", lambda p, m: p.write_bytes(b"\x80\x04\x95garbage")),
      ["is refused", "damaged"]),
+    ("a torch zip with a bad CRC", _resume_with("rng_state.pth", _bad_crc), ["could not be read", "damaged"]),
     ("a model folder's pytorch_model.bin", None, ["would call posix.system", "safetensors"]),
     ("eval of an adapter_model.bin", lambda t, m, r: (["eval", _adapter_bin_run(t, m, r), "--no-generate"],
                                                       "adapter_model.bin"), ["would call posix.system"]),
@@ -176,6 +187,26 @@ def test_a_hostile_file_is_refused_by_name_and_never_run(tmp_path, capsys, lora_
     else:
         argv, named = setup(tmp_path, marker, lora_run)
     refused_touching_nothing(tmp_path, argv, capsys, [named, *words])
+    assert not marker.exists()
+
+
+def test_a_hub_models_cached_pickle_is_refused_by_name_and_never_run(tmp_path, capsys, monkeypatch, tiny_model_dir):
+    """A hub name whose copy in the local hub cache holds a pickle with a payload: the copy
+    transformers would read is checked as a model folder is (the hub cache laid out as the Hub
+    client writes it: refs/main -> snapshots/COMMIT/)."""
+    import huggingface_hub.constants
+
+    cache, commit = tmp_path / "hub", "0123456789abcdef0123456789abcdef01234567"
+    snapshot = cache / "models--someone--tiny" / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (cache / "models--someone--tiny" / "refs").mkdir()
+    (cache / "models--someone--tiny" / "refs" / "main").write_text(commit)
+    shutil.copy(tiny_model_dir / "config.json", snapshot)
+    marker = tmp_path / "PAYLOAD-RAN"
+    _torch_payload(snapshot / "pytorch_model.bin", marker)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    argv = train(tmp_path / "out", "--model_name_or_path", "someone/tiny", "--random_init", "false")
+    refused_touching_nothing(tmp_path, argv, capsys, ["pytorch_model.bin", "would call posix.system", "safetensors"])
     assert not marker.exists()
 
 
@@ -228,6 +259,22 @@ MISMATCH_CASES = [
 @pytest.mark.parametrize("case, setup, words", MISMATCH_CASES, ids=[c[0] for c in MISMATCH_CASES])
 def test_a_resume_that_cannot_load_names_the_fields(tmp_path, capsys, case, setup, words):
     refused_touching_nothing(tmp_path, setup(tmp_path), capsys, words)
+
+
+def test_a_moved_checkpoint_that_cannot_load_is_named_in_one_line(tmp_path, capsys, lora_run):
+    """A checkpoint away from its run folder (no recipe.yaml beside it to compare) whose LoRA rank
+    is not the recipe's: the load's size mismatch is one line naming the checkpoint."""
+    checkpoint = tmp_path / "kept" / "checkpoint-2"
+    checkpoint.mkdir(parents=True)
+    for name in ("adapter_model.safetensors", "adapter_config.json"):
+        shutil.copy(lora_run / name, checkpoint)  # lora_r 4
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": 2, "log_history": []}))
+    (checkpoint / "COMPLETE").write_text('{"complete": true}\n')
+    model = json.loads((checkpoint / "adapter_config.json").read_text())["base_model_name_or_path"]
+    argv = train(tmp_path / "new", "--resume_from_checkpoint", checkpoint, "--model_name_or_path", model,
+                 "--random_init", "false", "--use_peft", "true", "--lora_r", "16", "--lora_alpha", "32")
+    status, _, err = run_case(argv, capsys)
+    check_refusal(status, err, [f"{checkpoint} does not fit this model", "size mismatch", "start anew"])
 
 
 def test_a_resume_says_what_changed_since_its_checkpoint(tmp_path):
@@ -354,6 +401,10 @@ NETWORK_CASES = [
     ("eval against a hub base", lambda t, r: ["eval", r, "--base", "some-org/some-model", "--no-generate"],
      ["--base 'some-org/some-model'"]),
     ("data check of a hub dataset", lambda t, r: ["data", "check", "some-org/some-pairs"], ["dataset 'some-org/some-pairs'"]),
+    ("data check with a hub tokenizer", lambda t, r: ["data", "check", r / "heldout.jsonl", "--tokenizer",
+                                                      "some-org/some-model"], ["tokenizer 'some-org/some-model'"]),
+    ("export of an adapter over a hub base", lambda t, r: ["export", run_over_hub_base(t, r), "--gguf", "f16"],
+     ["base model 'some-org/some-model'"]),
 ]
 
 

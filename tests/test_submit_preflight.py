@@ -149,6 +149,35 @@ def test_orpo_sbatch_starts_the_submitit_jobs_code_on_every_node(tmp_path, monke
         batch.run([])
 
 
+def test_a_batch_node_without_slurms_commands_is_named_in_one_line(tmp_path, monkeypatch):
+    """orpo.sbatch on a node whose PATH lacks srun (the module loaded on the login node only), and
+    a time-limit requeue whose scontrol is missing: one line each, no traceback (batch.main)."""
+    import signal
+
+    from orpo_dist.launcher.slurm import batch
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no Slurm command at all
+    monkeypatch.setattr(batch.sys, "argv", ["batch", "tiny", "--output_dir", str(tmp_path / "run")])
+    with pytest.raises(UserError, match="cannot start srun on the batch node .*module load slurm"):
+        batch.run(batch.sys.argv[1:])
+    assert batch.main() == 2
+    # srun ran (a stand-in), the time-limit signal came, and scontrol is not there to requeue.
+    real_popen = batch.subprocess.Popen
+
+    def popen(argv, **kwargs):  # srun (a stand-in that gets the signal); scontrol really run, and not found
+        if argv[0] != "srun":
+            return real_popen(argv, **kwargs)
+        return types.SimpleNamespace(poll=lambda: (signal.raise_signal(signal.SIGUSR1), 0)[1])
+
+    monkeypatch.setattr(batch.subprocess, "Popen", popen)
+    monkeypatch.setattr(batch, "request_stop", lambda folder: "STOP written")
+    previous = signal.getsignal(signal.SIGUSR1)
+    try:
+        assert batch.main() == 1
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
 def test_submit_wait_notices_a_killed_old_job_within_a_minute(tmp_path, monkeypatch):
     """A job killed long after it started (OOM, a node failure, scancel) writes no result file:
     `submit --wait` must hear it from Slurm. submitit's own watcher asks sacct only after half the

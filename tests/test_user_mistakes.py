@@ -142,6 +142,17 @@ def _user_eval(tmp):
     (tmp / "reports" / "eval.json").write_text('{"something": "else"}\n')
 
 
+def _user_eval_md(tmp):
+    (tmp / "reports").mkdir()
+    (tmp / "reports" / "eval.md").write_text("# my evaluation notes\n")
+
+
+def _user_model(tmp):
+    """A model folder of the user's own, in no orpo-dist run (refused before anything loads)."""
+    (tmp / "my-model").mkdir()
+    (tmp / "my-model" / "config.json").write_text('{"model_type": "llama"}\n')
+
+
 def _user_modelfile(tmp):
     (tmp / "exp").mkdir()
     (tmp / "exp" / "Modelfile").write_text("FROM my-own.gguf\n")
@@ -165,6 +176,10 @@ OUTPUT_CASES = [
      ["cannot write an eval report", "which is a file", "--out"]),
     ("eval --out over a user's eval.json", _user_eval, lambda t, r: ["eval", r, "--no-generate", "--out", t / "reports"],
      ["eval.json exists and is not an eval report orpo-dist wrote"]),
+    ("eval --out over a user's eval.md", _user_eval_md, lambda t, r: ["eval", r, "--no-generate", "--out", t / "reports"],
+     ["eval.md exists and was not written by orpo-dist eval", "nothing was written"]),
+    ("eval of a model folder in no run", _user_model, lambda t, r: ["eval", t / "my-model", "--no-generate"],
+     ["my-model lies in no orpo-dist run", "pass --out FOLDER"]),
     ("export --out under a file", _blocker, lambda t, r: ["export", r, "--merge", "--out", t / "a-file" / "x"],
      ["cannot write the export", "which is a file", "--out"]),
     ("export over a user's Modelfile", _user_modelfile,

@@ -128,7 +128,9 @@ def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
     from ..builtin_models import resolve
+    from ..hub_access import check_hub_answers
 
+    check_hub_answers(resolve(name), "tokenizer")
     try:
         return AutoTokenizer.from_pretrained(resolve(name))
     except UserError:

@@ -91,6 +91,22 @@ def to_utf8(data: bytes, path: Path) -> bytes:
                         "save it as UTF-8 and pass that file") from None
 
 
+def read_text(path: Path) -> str:
+    """The whole text of a small file (eval's pairs and probes): gzip unpacked and UTF-16/32 decoded
+    as the data layer reads them, or one UserError saying what the file is instead."""
+    refuse_special(path)
+    try:
+        with open_bytes(path) as f:
+            data = f.read()
+    except (OSError, EOFError) as err:  # gzip.BadGzipFile is an OSError
+        raise UserError(f"{path}: cannot read it ({err}); is the file complete?") from None
+    try:
+        return to_utf8(data, path).decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}): save it as UTF-8 "
+                        "and pass that file") from None
+
+
 def head_bytes(path: Path) -> bytes:
     """The first bytes of the file's text as UTF-8 (what to sniff its kind from)."""
     head = _first_bytes(path)

@@ -19,7 +19,7 @@ from pathlib import Path
 from ..atomic import write_text
 from ..arg_types import whole
 from ..errors import UserError
-from ..run_folder import EVAL_FILE, HELDOUT_FILE
+from ..run_folder import EVAL_FILE, EVAL_REPORT_FILE, HELDOUT_FILE
 from .pairs import read_pairs
 from .probes import DEFAULT_PROBES, is_refusal, read_probes, refusal_rate
 
@@ -60,11 +60,25 @@ def evaluate(target: str | Path, pairs_file: str | None = None, max_pairs: int |
 
     started = time.time()
     where = resolve_target(target)
+    if where.kind == "run":
+        from ..run_lock import training_note
+
+        if note := training_note(where.path):
+            print(f"orpo-dist eval: {note}", flush=True)
+    if out is None and where.run_dir is None:
+        raise UserError(f"{where.path} lies in no orpo-dist run, so the report (eval.json, eval.md, plots/) has no "
+                        "run folder to go to and would be written among that model's files: pass --out FOLDER")
     folder = Path(out) if out else where.report_dir
     pairs_path = Path(pairs_file) if pairs_file else (where.run_dir or where.report_dir) / HELDOUT_FILE
     rows = read_pairs(pairs_path, max_pairs, given=bool(pairs_file))
-    # Before minutes of scoring: the report can be written, and replaces only an earlier report.
-    if check_writable_file(folder / EVAL_FILE, "an eval report", "--out", ours=is_eval_report):
+    # Before minutes of scoring: the report can be written, and replaces only an earlier report
+    # (eval.md and the histogram only beside the eval.json they were written with).
+    earlier = check_writable_file(folder / EVAL_FILE, "an eval report", "--out", ours=is_eval_report)
+    for other in (folder / EVAL_REPORT_FILE, histogram_path(folder)):
+        if (other.exists() or other.is_symlink()) and not earlier:
+            raise UserError(f"{other} exists and was not written by orpo-dist eval (no eval report beside it): "
+                            "move it away or give another --out (nothing was written)")
+    if earlier:
         print(f"orpo-dist eval: the report will replace {folder / EVAL_FILE} (an earlier eval)", flush=True)
     tokenizer, base_model, trained_model, settings = load(where, base)
     tokenized, empty = tokenize_pairs(tokenizer, rows, settings["max_length"], settings["max_prompt_length"])

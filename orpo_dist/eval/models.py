@@ -131,7 +131,7 @@ def load(target: Target, base_name: str | None = None):
         elif not base_path.exists() and looks_local(base_name):
             raise UserError(f"--base {base_name} does not exist: give a model folder, a .gguf file or a hub name")
         elif not base_path.exists():
-            from ..model import check_hub_answers
+            from ..hub_access import check_hub_answers
 
             check_hub_answers(base_name, "--base")
         base = _from_pretrained(base_path, torch.float32, gguf=base_path.suffix == ".gguf")

@@ -4,10 +4,10 @@ A broken line is reported by file and line number, never skipped."""
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
+from ..data.file_kind import read_text, refuse_special
 from ..errors import UserError
 
 FIELDS = ("prompt", "chosen", "rejected")
@@ -15,29 +15,29 @@ FIELDS = ("prompt", "chosen", "rejected")
 
 def read_pairs(path: Path, limit: int | None = None, given: bool = False) -> list[dict]:
     """`given`: the user named the file (--pairs), rather than the run's own held-out file."""
+    if given:
+        refuse_special(path)  # a pipe: say so, not "is not a file"
     if not path.is_file():
         if given:
             raise UserError(f"--pairs {path} {'is not a file' if path.exists() else 'does not exist'}")
         raise UserError(f"no pairs file at {path}: the run had no held-out split; pass --pairs FILE.jsonl")
-    opener = gzip.open if path.suffix == ".gz" else open
     rows = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{path} line {number}: not valid JSON ({err.msg} at column {err.colno}); "
-                                "fix or remove that line") from None
-            missing = [k for k in FIELDS if not isinstance(row, dict) or not isinstance(row.get(k), str)]
-            if missing:
-                raise UserError(f"{path} line {number}: needs string fields {', '.join(FIELDS)} "
-                                f"(missing or not text: {', '.join(missing)}); `orpo-dist data check` converts "
-                                "other formats")
-            rows.append(row)
-            if limit and len(rows) >= limit:
-                break
+    for number, line in enumerate(read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path} line {number}: not valid JSON ({err.msg} at column {err.colno}); "
+                            "fix or remove that line") from None
+        missing = [k for k in FIELDS if not isinstance(row, dict) or not isinstance(row.get(k), str)]
+        if missing:
+            raise UserError(f"{path} line {number}: needs string fields {', '.join(FIELDS)} "
+                            f"(missing or not text: {', '.join(missing)}); `orpo-dist data check` converts "
+                            "other formats")
+        rows.append(row)
+        if limit and len(rows) >= limit:
+            break
     if not rows:
         raise UserError(f"{path} holds no pairs")
     return rows

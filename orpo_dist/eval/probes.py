@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data.file_kind import read_text, refuse_special
 from ..errors import UserError
 
 
@@ -65,10 +66,11 @@ def read_probes(path: str | Path) -> tuple[Probe, ...]:
     if str(path) in PROBE_SETS and not Path(path).exists():
         return PROBE_SETS[str(path)]
     path = Path(path)
+    refuse_special(path)
     if not path.is_file():
         raise UserError(f"probe file {path} does not exist (or name a bundled set: {', '.join(PROBE_SETS)})")
     probes = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         if line.lstrip().startswith("{"):

@@ -46,6 +46,10 @@ def export_run(run_dir: str | Path, merge: bool = False, gguf_type: str | None =
     if name is not None and ("/" in name or name.startswith(".") or not name.strip()):
         raise UserError(f"--name {name!r} must be a plain file name (no '/', not starting with '.')")
     source = inspect_run(run_dir)
+    from ..run_lock import training_note
+
+    if note := training_note(source.run_dir):
+        log(note)
     name = name or source.name
     out = ensure_writable(Path(out) if out else source.run_dir / "export")
     targets = ([MERGED_FOLDER] if merge else []) + ([gguf_name(name, gguf_type), MODELFILE] if gguf_type else [])

@@ -55,12 +55,14 @@ def model_config(source: RunSource):
     """The config of the model that export will write (the base's, for adapter runs)."""
     from transformers import AutoConfig
 
+    from ..hub_access import check_hub_answers
     from ..model import model_path
 
     if not source.is_adapter:
         return AutoConfig.from_pretrained(source.run_dir)
     margs = source.recipe.model
     kwargs = {"gguf_file": margs.gguf_file} if margs.gguf_file else {}
+    check_hub_answers(model_path(margs), "the run's base model")
     try:
         return AutoConfig.from_pretrained(model_path(margs), revision=margs.model_revision, **kwargs)
     except OSError as err:

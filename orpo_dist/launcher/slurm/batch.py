@@ -63,7 +63,12 @@ def run(argv: list[str]) -> int:
           f"output {output_dir}", flush=True)
     srun = ["srun", *srun_flags(wait_s), "--ntasks-per-node=1", sys.executable, "-m", "orpo_dist.launcher.slurm.job",
             name, str(per_node), str(output_dir), recipe, *overrides]
-    proc = subprocess.Popen(srun)
+    try:
+        proc = subprocess.Popen(srun)
+    except OSError as err:
+        raise UserError(f"cannot start srun on the batch node ({err.strerror or err}): the job script needs Slurm's "
+                        "commands on its PATH (load the module that provides them in the script, e.g. `module load "
+                        "slurm`); nothing was trained") from None
     warned = []
 
     def checkpoint(signum, _frame):
@@ -75,7 +80,14 @@ def run(argv: list[str]) -> int:
     while (code := proc.poll()) is None:  # poll: the handler runs between two looks, not inside a wait
         time.sleep(1)
     if warned:
-        subprocess.run(["scontrol", "requeue", job_id], check=False, timeout=60)
+        try:
+            subprocess.run(["scontrol", "requeue", job_id], check=True, timeout=60, capture_output=True, text=True)
+        except (OSError, subprocess.SubprocessError) as err:
+            said = getattr(err, "stderr", None) or getattr(err, "strerror", None) or err
+            print(f"{PROG}: error: job {job_id} checkpointed but could not be requeued (scontrol requeue: "
+                  f"{str(said).strip()}); resubmit it with --resume to continue from {output_dir}", file=sys.stderr,
+                  flush=True)
+            return 1
         print(f"{PROG}: job {job_id} requeued; it resumes from the last checkpoint", flush=True)
         return 0
     return code

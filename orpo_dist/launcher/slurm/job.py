@@ -37,7 +37,11 @@ def node_address(hostname: str) -> str:
         return socket.gethostbyname(hostname)
     except OSError:
         pass
-    out = subprocess.run(["scontrol", "show", "node", hostname], capture_output=True, text=True, timeout=30)
+    try:
+        out = subprocess.run(["scontrol", "show", "node", hostname], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as err:
+        raise RuntimeError(f"cannot resolve the address of node {hostname!r}: it is not in DNS and `scontrol show "
+                           f"node` failed ({err})") from None
     for token in out.stdout.split():
         if token.startswith("NodeAddr="):
             return token.split("=", 1)[1]

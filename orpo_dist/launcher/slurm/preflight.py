@@ -9,10 +9,11 @@ import subprocess
 from ...errors import UserError
 
 
-# The Slurm commands a submission uses, and what for (submitit calls the last three).
+# The Slurm commands a submission uses, and what for (submitit calls squeue, sacct and scancel).
 NEEDED_COMMANDS = {"sinfo": "asks for the partitions", "sbatch": "submits the job",
                    "srun": "starts the task on each node (the job script calls it)",
-                   "squeue": "follows the job", "scancel": "cancels it"}
+                   "squeue": "follows the job", "sacct": "reads how the job ended", "scancel": "cancels it",
+                   "scontrol": "finds the nodes' addresses and requeues a job at its time limit"}
 
 
 def _sinfo(*args: str) -> str:
