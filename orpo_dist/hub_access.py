@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -79,14 +80,17 @@ def cached_snapshot(repo_id: str, revision: str | None = None) -> Path | None:
     return Path(found).parent if isinstance(found, str) else None
 
 
-def check_hub_answers(name: str, what: str) -> None:
+def check_hub_answers(name: str, what: str, log=None) -> None:
     """A hub name not in the local cache is fetched: refuse in seconds when the hub does not answer
-    (the Hub client would wait and retry for minutes, saying nothing)."""
+    (the Hub client would wait and retry for minutes, saying nothing). One in the cache is read
+    from it alone when the hub does not answer (else each file's freshness check waits first)."""
     repo = hub_model_name(name)
-    if repo is None or offline() or cached_on_disk(repo, "model"):
+    if repo is None or offline():
         return
     why = hub_unreachable()
-    if why:
+    if why and cached_on_disk(repo, "model"):
+        use_cache_only(why, log or (lambda message: print(f"orpo-dist: {message}", file=sys.stderr, flush=True)))
+    elif why:
         raise UserError(f"{what} {repo!r} is not a local folder nor in the local Hugging Face cache, and the hub "
                         f"cannot be reached ({why}). Download it once where there is network (`hf download "
                         f"{repo}`), or give a local folder")

@@ -12,10 +12,12 @@ import os
 import pickle
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from .helpers import TINY_RECIPE, check_refusal, files_of, run_case, run_over_hub_base, write_jsonl
+from .helpers import REPO, TINY_RECIPE, check_refusal, files_of, run_case, run_over_hub_base, write_jsonl
 
 ROWS = [{"prompt": f"Question {i}?", "chosen": f"A good answer {i}.", "rejected": f"A bad one {i}."} for i in range(6)]
 
@@ -196,14 +198,12 @@ def test_a_hub_models_cached_pickle_is_refused_by_name_and_never_run(tmp_path, c
     client writes it: refs/main -> snapshots/COMMIT/)."""
     import huggingface_hub.constants
 
-    cache, commit = tmp_path / "hub", "0123456789abcdef0123456789abcdef01234567"
-    snapshot = cache / "models--someone--tiny" / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    (cache / "models--someone--tiny" / "refs").mkdir()
-    (cache / "models--someone--tiny" / "refs" / "main").write_text(commit)
-    shutil.copy(tiny_model_dir / "config.json", snapshot)
+    cache = tmp_path / "hub"
+    (tmp_path / "model").mkdir()
+    shutil.copy(tiny_model_dir / "config.json", tmp_path / "model")
     marker = tmp_path / "PAYLOAD-RAN"
-    _torch_payload(snapshot / "pytorch_model.bin", marker)
+    _torch_payload(tmp_path / "model" / "pytorch_model.bin", marker)
+    _hub_cache_holding(cache, "someone/tiny", tmp_path / "model")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
     argv = train(tmp_path / "out", "--model_name_or_path", "someone/tiny", "--random_init", "false")
     refused_touching_nothing(tmp_path, argv, capsys, ["pytorch_model.bin", "would call posix.system", "safetensors"])
@@ -406,6 +406,34 @@ NETWORK_CASES = [
     ("export of an adapter over a hub base", lambda t, r: ["export", run_over_hub_base(t, r), "--gguf", "f16"],
      ["base model 'some-org/some-model'"]),
 ]
+
+
+def _hub_cache_holding(cache: Path, repo: str, files_from: Path) -> None:
+    """The local hub cache as the Hub client lays it out (refs/main -> snapshots/COMMIT/), holding
+    `repo` with the files of the folder `files_from`."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    root = cache / f"models--{repo.replace('/', '--')}"
+    shutil.copytree(files_from, root / "snapshots" / commit)
+    (root / "refs").mkdir()
+    (root / "refs" / "main").write_text(commit)
+
+
+def test_a_cached_hub_model_is_read_from_the_cache_when_the_hub_never_answers(tmp_path, silent_hub, lora_run,
+                                                                              tiny_model_dir):
+    """A fresh process (the Hub client reads HF_HUB_OFFLINE at import): the cached copy is used
+    after the bounded check, said in one line, rather than each file's freshness check waiting."""
+    import time
+
+    _hub_cache_holding(tmp_path / "hub", "someone/tiny", tiny_model_dir)
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_ENDPOINT=silent_hub.url, HF_HUB_CACHE=str(tmp_path / "hub"))
+    started = time.time()
+    done = subprocess.run([sys.executable, "-m", "orpo_dist", "data", "check", str(lora_run / "heldout.jsonl"),
+                           "--tokenizer", "someone/tiny"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "did not answer within" in done.stderr and "using the local cache only" in done.stderr, done.stderr
+    assert time.time() - started < 60
 
 
 @pytest.mark.parametrize("case, argv, words", NETWORK_CASES, ids=[c[0] for c in NETWORK_CASES])
