@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from .helpers import TINY_RECIPE, run_cli
+from .helpers import TINY_RECIPE, run_case, run_cli
 
 # No network: nothing listens on the discard port, so a connection is refused at once.
 NO_HUB = {"HF_HUB_OFFLINE": None, "HF_DATASETS_OFFLINE": None, "HF_ENDPOINT": "http://127.0.0.1:9"}
@@ -93,12 +93,12 @@ def test_the_cli_exits_2_without_a_traceback(tmp_path):
     assert "orpo-dist train: error: beta is -0.1" in result.stderr
 
 
-def test_output_dir_under_a_file(tmp_path):
+def test_output_dir_under_a_file(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    result = run_cli("train", "--config", TINY_RECIPE, "--output_dir", blocker / "run")
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert f"lies under {blocker}, which is a file" in result.stderr
+    status, _, err = run_case(["train", "--config", TINY_RECIPE, "--output_dir", blocker / "run"], capsys)
+    assert status == 2 and "Traceback" not in err
+    assert f"lies under {blocker}, which is a file" in err
     assert blocker.read_text() == "not a folder"  # nothing lost
 
 
@@ -107,14 +107,14 @@ def test_output_dir_under_a_file(tmp_path):
     (lambda d: (d / "config.json").write_text('{"hidden_size": 8}'), "has no model_type"),
     (lambda d: (d / "config.json").write_text("{not json"), "is not valid JSON"),
 ], ids=["empty folder", "config without model_type", "damaged config"])
-def test_a_model_folder_that_is_no_model_is_named(tmp_path, make, words):
+def test_a_model_folder_that_is_no_model_is_named(tmp_path, capsys, make, words):
     folder = tmp_path / "my-model"
     folder.mkdir()
     make(folder)
-    result = run_cli("train", "--config", TINY_RECIPE, "--output_dir", tmp_path / "run",
-                     "--model_name_or_path", folder, "--tokenizer_name_or_path", folder)
-    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
-    assert str(folder) in result.stderr and words in result.stderr
+    status, _, err = run_case(["train", "--config", TINY_RECIPE, "--output_dir", tmp_path / "run",
+                               "--model_name_or_path", folder, "--tokenizer_name_or_path", folder], capsys)
+    assert status == 2 and "Traceback" not in err, err[-3000:]
+    assert str(folder) in err and words in err
 
 
 def test_hub_needs_are_told_apart(tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from .helpers import TINY_RECIPE, run_cli
+from .helpers import TINY_RECIPE, run_case, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ def test_bench_reports_both_arms(tmp_path):
     assert "fast/stock" in result.stdout and "speedup" in result.stdout
 
 
-def test_bench_refuses_a_bad_layout():
-    result = run_cli("bench", "--strategy", "single", "--num-processes", "2")
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "strategy single runs one process, not 2" in result.stderr
+def test_bench_refuses_a_bad_layout(capsys):
+    status, _, err = run_case(["bench", "--strategy", "single", "--num-processes", "2"], capsys)
+    assert status == 2 and "Traceback" not in err
+    assert "strategy single runs one process, not 2" in err

@@ -16,7 +16,7 @@ from orpo_dist.strategies import (
     DEEPSPEED, FSDP2, FULL_OFFLOAD, NO_OFFLOAD, PLAIN, REGISTRY, STRATEGIES, configs_dir, with_engine,
 )
 
-from .helpers import REPO, TINY_RECIPE, run_cli
+from .helpers import REPO, TINY_RECIPE, run_case
 
 
 def accelerate_args(command):
@@ -111,34 +111,37 @@ def test_multi_machine_without_rank_or_address_is_refused():
         layout_from_env(4, 2, 2, "h", None, environ={})
 
 
-def test_dry_run_prints_the_exact_command():
-    result = run_cli("launch", "--dry-run", "--strategy", "zero2", "--num-processes", "2", TINY_RECIPE,
-                     "--max_steps", "3", timeout=120)
-    assert result.returncode == 0, result.stderr
-    line = next(l for l in result.stdout.splitlines() if "accelerate.commands.launch" in l)
+# The CLI's own entry point in this process (the launching layer imports no training code: a
+# subprocess each would mostly import; tests/test_layout.py runs one in a fresh process).
+def test_dry_run_prints_the_exact_command(capsys):
+    status, out, err = run_case(["launch", "--dry-run", "--strategy", "zero2", "--num-processes", "2", TINY_RECIPE,
+                                 "--max_steps", "3"], capsys)
+    assert status == 0, err
+    line = next(l for l in out.splitlines() if "accelerate.commands.launch" in l)
     argv = [a for a in shlex.split(line) if "=" not in a or a.startswith("--")]
     args = launch_command_parser().parse_args(argv[argv.index("accelerate.commands.launch") + 1:])
     assert args.num_processes == 2 and args.training_script_args[-2:] == ["--max_steps", "3"]
     assert str(REPO / "orpo_dist" / "configs" / "deepspeed" / "zero2.json") == args.deepspeed_config_file
 
 
-def test_launch_refuses_a_bad_recipe_before_starting(tmp_path):
+def test_launch_refuses_a_bad_recipe_before_starting(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model_name_or_path: x\nlearnin_rate: 1\n")
-    result = run_cli("launch", "--dry-run", "--strategy", "ddp", "--num-processes", "2", bad, timeout=120)
-    assert result.returncode == 2 and "learnin_rate" in result.stderr and "Traceback" not in result.stderr
+    status, _, err = run_case(["launch", "--dry-run", "--strategy", "ddp", "--num-processes", "2", bad], capsys)
+    assert status == 2 and "learnin_rate" in err and "Traceback" not in err
 
 
-def test_auto_strategy_comes_from_the_planner():
-    result = run_cli("launch", "--dry-run", "--strategy", "auto", "--num-processes", "2", TINY_RECIPE, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert "recommended: ddp" in result.stdout  # the tiny model fits everywhere: the fastest, DDP
-    assert "--config_file" in result.stdout and "ddp.yaml" in result.stdout
+def test_auto_strategy_comes_from_the_planner(capsys):
+    status, out, err = run_case(["launch", "--dry-run", "--strategy", "auto", "--num-processes", "2", TINY_RECIPE],
+                                capsys)
+    assert status == 0, err
+    assert "recommended: ddp" in out  # the tiny model fits everywhere: the fastest, DDP
+    assert "--config_file" in out and "ddp.yaml" in out
 
 
-def test_a_strategy_that_cannot_fit_is_refused_unless_forced():
+def test_a_strategy_that_cannot_fit_is_refused_unless_forced(capsys):
     args = ["launch", "--dry-run", "--strategy", "ddp", "--num-processes", "2", "--gpu-mem", "0.5", TINY_RECIPE]
-    refused = run_cli(*args, timeout=120)
-    assert refused.returncode == 2 and "will not fit" in refused.stderr and "Traceback" not in refused.stderr
-    forced = run_cli(*args[:-1], "--force", TINY_RECIPE, timeout=120)
-    assert forced.returncode == 0 and "ddp.yaml" in forced.stdout
+    status, _, err = run_case(args, capsys)
+    assert status == 2 and "will not fit" in err and "Traceback" not in err
+    status, out, _ = run_case([*args[:-1], "--force", TINY_RECIPE], capsys)
+    assert status == 0 and "ddp.yaml" in out

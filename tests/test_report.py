@@ -12,7 +12,7 @@ from orpo_dist.recipe_checks import resolve_report_to
 from orpo_dist.report.plots import CURVES
 from orpo_dist.report.training import draw_training_plots
 
-from .helpers import TINY_RECIPE, run_cli
+from .helpers import TINY_RECIPE, run_case, run_cli
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -49,15 +49,16 @@ def test_a_running_job_half_written_last_line_is_skipped(tmp_path):
     assert len(draw_training_plots(run)) == len(CURVES)
 
 
-def test_report_cli(tmp_path):
-    result = run_cli("report", tmp_path)
-    assert result.returncode == 2 and "not an orpo-dist run folder" in result.stderr
+def test_report_cli(tmp_path, capsys):
+    """The CLI's entry point in this process (a subprocess each would mostly import)."""
+    status, _, err = run_case(["report", tmp_path], capsys)
+    assert status == 2 and "not an orpo-dist run folder" in err
     run = tmp_path / "run"
     _metrics(run)
     (run / "recipe.yaml").write_text("model_name_or_path: x\n")
-    result = run_cli("report", run)
-    assert result.returncode == 0, result.stderr
-    assert "3 plot(s) drawn" in result.stdout and (run / "plots" / "loss.png").is_file()
+    status, out, err = run_case(["report", run], capsys)
+    assert status == 0, err
+    assert "3 plot(s) drawn" in out and (run / "plots" / "loss.png").is_file()
 
 
 def test_a_run_leaves_plots_linked_from_its_card_and_tensorboard_events(tmp_path):
@@ -83,7 +84,8 @@ def test_report_to_auto_and_loggers_that_are_not_installed():
         resolve_report_to(["swanlab"])
 
 
-def test_train_refuses_a_missing_logger_before_loading_anything(tmp_path):
-    result = run_cli("train", "--config", TINY_RECIPE, "--output_dir", tmp_path / "run", "--report_to", "swanlab")
-    assert result.returncode == 2 and "swanlab requested but not installed" in result.stderr
-    assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
+def test_train_refuses_a_missing_logger_before_loading_anything(tmp_path, capsys):
+    status, _, err = run_case(["train", "--config", TINY_RECIPE, "--output_dir", tmp_path / "run", "--report_to",
+                               "swanlab"], capsys)
+    assert status == 2 and "swanlab requested but not installed" in err
+    assert "Traceback" not in err and not (tmp_path / "run").exists()
