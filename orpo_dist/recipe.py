@@ -24,11 +24,11 @@ import yaml
 
 from .data.formats import AUTO, FORMAT_CHOICES, FORMATS
 from .errors import UserError
-from .strategies import DEEPSPEED, FSDP2, running_engine
+from .hardware import apply_training_policy
 from .orpo.config import OrpoConfig
 from .recipe_checks import (
     REPORT_TO_AUTO, check_data_values, check_lora_values, check_output_dir, check_training_values,
-    read_chat_template, resolve_report_to,
+    config_overrides_value, lora_targets_value, read_chat_template, resolve_report_to,
 )
 from .recipe_compat import HINTS, upgrade, upgrade_argv
 from .recipe_files import load_yaml, resolve
@@ -111,13 +111,8 @@ class ModelArguments(ModelConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if isinstance(self.model_config_overrides, str):
-            try:
-                self.model_config_overrides = json.loads(self.model_config_overrides)
-            except json.JSONDecodeError as err:
-                raise UserError(f"model_config_overrides is not valid JSON: {err}") from None
-        if self.lora_all_linear:
-            self.lora_target_modules = "all-linear"
+        self.model_config_overrides = config_overrides_value(self.model_config_overrides)
+        self.lora_target_modules = lora_targets_value(self.lora_target_modules, self.lora_all_linear)
         self.chat_template = read_chat_template(self.chat_template)
         check_lora_values(lambda name: getattr(self, name, None))
 
@@ -137,57 +132,12 @@ class OrpoDistConfig(OrpoConfig):
     )
 
     def __post_init__(self):
-        import torch
-
         check_training_values(lambda name: getattr(self, name, None))
         check_output_dir(self.output_dir)
         check_prompt_length(self.max_prompt_length, self.max_length)
         self.report_to = resolve_report_to(self.report_to)
-
-        has_cuda = torch.cuda.is_available()
-        if os.environ.get("ORPO_DIST_AUTO_DEVICE", "1") == "0":
-            # Expert escape hatch (and the tests' way to reproduce the unsynchronised-DDP trap).
-            return super().__post_init__()
-        if self.bf16 is None and not self.fp16:
-            # TRL's rule (bf16 unless fp16) raises on a CPU: choose by hardware instead.
-            self.bf16 = bool(has_cuda and torch.cuda.is_bf16_supported())
-        if self.bf16 and not has_cuda:
-            raise UserError(
-                "bf16 is set but there is no GPU here (bf16 on this CPU is 20-40x slower than fp32).\n"
-                "  Remove `bf16` from the recipe (it is then chosen by hardware) or pass --bf16 false."
-            )
-        if not has_cuda:
-            if running_engine(self.deepspeed) == DEEPSPEED:
-                # DeepSpeed's CPU accelerator talks gloo; without this accelerate checks batch sizes
-                # against a world of 1 and fails ("4 != 4 * 1 * 2").
-                self.ddp_backend = self.ddp_backend or "gloo"
-            else:
-                # Without use_cpu, `accelerate launch --multi_gpu` on a CPU starts ranks that never
-                # synchronise their gradients, silently. With it, DDP runs over gloo.
-                self.use_cpu = True
-                if start_cpu_process_group(self.ddp_backend or "gloo", self.ddp_timeout):
-                    # The state now says FSDP (cpu_fsdp.py): transformers must keep it, not reset it.
-                    self.accelerator_config = {**(self.accelerator_config or {}), "use_configured_state": True}
+        apply_training_policy(self)  # before TrainingArguments sets up the device from these fields
         super().__post_init__()
-
-
-def start_cpu_process_group(backend: str, timeout_s: int) -> bool:
-    """Start the CPU process group with the recipe's ddp_timeout: transformers passes the timeout
-    on every path except use_cpu, where collectives would wait torch's default 30 minutes for a
-    rank that is gone or cut off. The state is shared, so the Trainer's own setup reuses it."""
-    from .cpu_fsdp import reach_fsdp_on_cpu
-
-    fsdp = running_engine() == FSDP2
-    if int(os.environ.get("WORLD_SIZE") or 1) < 2 and not fsdp:
-        return False
-    from datetime import timedelta
-
-    from accelerate import PartialState
-
-    PartialState(cpu=True, backend=backend, timeout=timedelta(seconds=timeout_s))
-    if fsdp:
-        reach_fsdp_on_cpu()
-    return fsdp
 
 
 class Recipe(NamedTuple):
@@ -398,6 +348,8 @@ def check_without_hardware(recipe: str, overrides: list[str]) -> dict[str, Any]:
     check_data_values(values.get)
     check_lora_values(values.get)
     values["chat_template"] = read_chat_template(values.get("chat_template"))
+    values["model_config_overrides"] = config_overrides_value(values.get("model_config_overrides"))
+    values["lora_target_modules"] = lora_targets_value(values.get("lora_target_modules"), values.get("lora_all_linear"))
     check_prompt_length(values.get("max_prompt_length"), values.get("max_length"))
     resolve_report_to(values.get("report_to"))  # a logger the job's venv lacks fails here, not on the nodes
     return values

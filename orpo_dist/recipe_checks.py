@@ -8,6 +8,7 @@ value and the fix. Pure Python: checked on a login node too (recipe.check_withou
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -115,6 +116,24 @@ def check_data_values(get: Callable[[str], Any]) -> None:
 
 JINJA_MARKERS = ("{{", "{%")
 TEMPLATE_SUFFIXES = (".jinja", ".jinja2", ".j2", ".tmpl", ".txt")
+
+
+def config_overrides_value(value: Any, name: str = "model_config_overrides") -> dict[str, Any] | None:
+    """model_config_overrides as a mapping (JSON text accepted, as the CLI gives it), or a UserError."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{name} is not valid JSON: {err}") from None
+    if value is not None and not isinstance(value, dict):
+        raise UserError(f"{name} must map config fields to values, e.g. '{{\"num_hidden_layers\": 2}}'; "
+                        f"got {type(value).__name__}")
+    return value or None
+
+
+def lora_targets_value(targets: Any, all_linear: Any) -> Any:
+    """lora_target_modules as the run uses it: lora_all_linear means every linear layer."""
+    return "all-linear" if all_linear else targets
 
 
 def read_chat_template(value: Any) -> Any:

@@ -12,8 +12,9 @@ import sys
 from dataclasses import dataclass, field
 
 from ..errors import UserError
+from ..hardware import cpu_launch_env
 from .network import GLOO_INTERFACE_VARIABLE, interface_towards
-from ..strategies import DEEPSPEED, strategy as strategy_record
+from ..strategies import strategy as strategy_record
 
 DEFAULT_PORT = 29500
 
@@ -121,12 +122,6 @@ def build(strategy: str, layout: Layout, recipe: str, overrides: list[str], on_g
         found = interface_towards(str(layout.main_process_ip))
         if found:
             env[GLOO_INTERFACE_VARIABLE] = found[0]
-    if not on_gpu:
-        # CPU processes stand in for GPUs: gloo for every collective; DeepSpeed's CPU accelerator.
-        # (The training side turns on use_cpu / ddp_backend=gloo itself when it sees no GPU, which
-        # is what makes the ranks really synchronise.)
-        threads = max(1, (os.cpu_count() or 1) * layout.num_machines // layout.num_processes)
-        env["OMP_NUM_THREADS"] = str(threads)
-        if chosen.engine == DEEPSPEED:
-            env["DS_ACCELERATOR"] = "cpu"
+    if not on_gpu:  # CPU processes stand in for GPUs
+        env.update(cpu_launch_env(chosen.engine, layout.num_processes, layout.num_machines))
     return LaunchCommand(argv, env)

@@ -16,6 +16,7 @@ from typing import Any
 from transformers import TrainingArguments
 
 from ..errors import UserError
+from ..hardware import default_bf16
 from ..model_rules import (
     CHECKPOINT_POLICIES, DEFAULT_CHECKPOINT_POLICY, DEFAULT_CHUNK_SIZE, DEFAULT_LOGITS_BUDGET_MB, DEFAULT_MAX_LENGTH,
 )
@@ -121,19 +122,13 @@ class OrpoConfig(TrainingArguments):
 
     def __post_init__(self):
         if self.bf16 is None:
-            self.bf16 = not self.fp16 and not self.use_cpu and _gpu_has_bf16()
+            self.bf16 = default_bf16(self.fp16, self.use_cpu)
         if self.generate_during_eval:
             raise UserError("generate_during_eval (TRL's W&B sample table) is not supported by orpo-dist: leave it "
                              "false and score probes with `orpo-dist eval RUN --prompts FILE` after training")
         if self.is_encoder_decoder:
             raise UserError(ENCODER_DECODER_REFUSAL)
         super().__post_init__()
-
-
-def _gpu_has_bf16() -> bool:
-    import torch
-
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
 ENCODER_DECODER_REFUSAL = (

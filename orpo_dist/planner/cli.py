@@ -10,10 +10,10 @@ assumptions: docs/planner.md.
 from __future__ import annotations
 
 import argparse
-import json
 
 from ..arg_types import positive, whole
 from ..errors import UserError
+from ..recipe_checks import config_overrides_value
 from ..model_rules import DEFAULT_MAX_LENGTH
 
 EPILOG = """examples:
@@ -106,10 +106,8 @@ def recipe_from_args(args) -> dict:
         values["lora_target_modules"] = "all-linear" if names == ["all-linear"] else names
         values.pop("lora_all_linear", None)
     if args.model_config_overrides:
-        try:
-            values["model_config_overrides"] = json.loads(args.model_config_overrides)
-        except json.JSONDecodeError as err:
-            raise UserError(f"--model-config-overrides is not valid JSON: {err}") from None
+        values["model_config_overrides"] = config_overrides_value(args.model_config_overrides,
+                                                                  "--model-config-overrides")
     return values
 
 

@@ -7,11 +7,11 @@ recipe's own argument classes (TRL's ORPOConfig / ModelConfig, as orpo_dist.reci
 from __future__ import annotations
 
 import functools
-import json
 from typing import Any, NamedTuple
 
 from ..builtin_models import NO_MODEL
 from ..errors import UserError
+from ..recipe_checks import config_overrides_value, lora_targets_value
 from ..model_rules import plans_fast_step, training_method
 from .memory import Plan, estimate
 from .spec import Assumptions, Hardware, Workload
@@ -59,10 +59,8 @@ def _bool(values, key) -> bool:
 
 
 def workload_from_recipe(values: dict[str, Any]) -> Workload:
-    targets = values.get("lora_target_modules")
-    if values.get("lora_all_linear"):
-        targets = "all-linear"
-    elif isinstance(targets, (list, tuple)):
+    targets = lora_targets_value(values.get("lora_target_modules"), values.get("lora_all_linear"))
+    if isinstance(targets, (list, tuple)):
         targets = "all-linear" if list(targets) == ["all-linear"] else tuple(str(t) for t in targets)
     dtype = values.get("dtype")
     if dtype == "auto":
@@ -86,13 +84,7 @@ def workload_from_recipe(values: dict[str, Any]) -> Workload:
 
 
 def config_overrides(values: dict[str, Any]) -> dict[str, Any] | None:
-    overrides = values.get("model_config_overrides")
-    if isinstance(overrides, str):
-        try:
-            overrides = json.loads(overrides)
-        except json.JSONDecodeError as err:
-            raise UserError(f"model_config_overrides is not valid JSON: {err}") from None
-    return overrides or None
+    return config_overrides_value(values.get("model_config_overrides"))
 
 
 def inputs_from_recipe(values: dict[str, Any]) -> PlanInputs:
