@@ -76,7 +76,10 @@ def cached_snapshot(repo_id: str, revision: str | None = None) -> Path | None:
     """The folder of this model's files in the local hub cache (what from_pretrained would read), or None."""
     from huggingface_hub import try_to_load_from_cache
 
-    found = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    except ValueError:  # not a valid repo id: from_pretrained names it in one line later
+        return None
     return Path(found).parent if isinstance(found, str) else None
 
 

@@ -41,7 +41,8 @@ def model_path(margs: ModelArguments) -> str:
     return builtin_models.resolve(margs.model_name_or_path)
 
 
-def check_model_folder(name: str, trust_remote_code: bool = False, what: str = "model") -> None:
+def check_model_folder(name: str, trust_remote_code: bool = False, what: str = "model",
+                       revision: str | None = None) -> None:
     """A local model folder must hold a config.json with a model_type (else transformers fails
     with an error that does not say which folder, or what is missing), and its own Python code
     (auto_map) runs only when the recipe says trust_remote_code."""
@@ -52,7 +53,7 @@ def check_model_folder(name: str, trust_remote_code: bool = False, what: str = "
     if not folder.is_dir():
         check_hub_answers(name, what)
         repo = hub_model_name(name)
-        snapshot = cached_snapshot(repo) if repo else None
+        snapshot = cached_snapshot(repo, revision) if repo else None
         if snapshot is not None:  # the hub's copy on this disk: its pickles are read as a folder's are
             from .pickle_scan import MODEL_FIX, check_pickles
 
@@ -96,7 +97,8 @@ def load_tokenizer(margs: ModelArguments, training: OrpoDistConfig):
     kwargs = {"revision": margs.model_revision, "trust_remote_code": training.trust_remote_code}
     if margs.gguf_file and not margs.tokenizer_name_or_path:
         kwargs["gguf_file"] = margs.gguf_file
-    check_model_folder(name, training.trust_remote_code, "tokenizer" if margs.tokenizer_name_or_path else "model")
+    check_model_folder(name, training.trust_remote_code, "tokenizer" if margs.tokenizer_name_or_path else "model",
+                       margs.model_revision)
     check_gguf(name, margs.gguf_file)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
@@ -143,7 +145,7 @@ def load_model(margs: ModelArguments, training: OrpoDistConfig):
     from transformers import AutoConfig, AutoModelForCausalLM, set_seed
 
     path = model_path(margs)
-    check_model_folder(path, training.trust_remote_code)
+    check_model_folder(path, training.trust_remote_code, revision=margs.model_revision)
     dtype = model_dtype(margs, training)
     common = {"revision": margs.model_revision, "trust_remote_code": training.trust_remote_code}
     if margs.gguf_file:
@@ -203,7 +205,7 @@ def check_lora_targets(margs: ModelArguments, training: OrpoDistConfig) -> None:
     from .model_shape import lora_target_groups, shape_of_config
 
     path = model_path(margs)
-    check_model_folder(path, training.trust_remote_code)
+    check_model_folder(path, training.trust_remote_code, revision=margs.model_revision)
     kwargs = {"gguf_file": margs.gguf_file} if margs.gguf_file else {}
     try:
         config = AutoConfig.from_pretrained(path, revision=margs.model_revision,

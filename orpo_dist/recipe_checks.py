@@ -128,7 +128,7 @@ def config_overrides_value(value: Any, name: str = "model_config_overrides") -> 
     if value is not None and not isinstance(value, dict):
         raise UserError(f"{name} must map config fields to values, e.g. '{{\"num_hidden_layers\": 2}}'; "
                         f"got {type(value).__name__}")
-    return value or None
+    return value
 
 
 def lora_targets_value(targets: Any, all_linear: Any) -> Any:

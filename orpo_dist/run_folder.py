@@ -203,6 +203,11 @@ def require_run_folder(run_dir: str | Path) -> Path:
         raise UserError(f"{path} is a file, not a folder: pass the --output_dir of an orpo-dist run")
     if not (path / RECIPE_FILE).is_file():
         raise UserError(f"{path} is not an orpo-dist run folder (no {RECIPE_FILE}); pass the --output_dir of a run")
+    from .run_lock import is_run_folder
+
+    if not is_run_folder(path):  # a folder of the user's that happens to hold a recipe.yaml: never written into
+        raise UserError(f"{path} holds a {RECIPE_FILE} but is not a folder orpo-dist trained into (no "
+                        f"{RUN_MARKER_FILE}): pass the --output_dir of an orpo-dist run")
     return path
 
 

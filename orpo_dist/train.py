@@ -22,7 +22,7 @@ from .data.sources import hub_dataset_name  # noqa: E402
 from .hub_access import HubNeeds, cached_on_disk, check_hub_access, hub_model_name  # noqa: E402
 from .process import is_main_process, main_process_print  # noqa: E402
 from .recipe import Recipe, field_defaults, parse, resolved_dict  # noqa: E402
-from .resume_match import check_recipe_fits, checkpoint_mismatch  # noqa: E402
+from .resume_match import check_recipe_fits, checkpoint_mismatch, recorded_recipe  # noqa: E402
 from .run_lock import RunLock  # noqa: E402
 from .run_folder import (  # noqa: E402
     EXIT_STOPPED, FINAL_STAGING_FOLDER, HELDOUT_FILE, checkpoint_step, checkpoints, incomplete_reason,
@@ -184,9 +184,10 @@ def _run(recipe: Recipe, extra_callbacks, on_trainer, save_model: bool) -> Train
         if disk_full(err, out):
             raise UserError(disk_full_message(out)) from None
         if checkpoint and (mismatch := checkpoint_mismatch(err)):
+            unseen = " (and its run's recipe.yaml was not beside it to compare)" if recorded_recipe(checkpoint) is None else ""
             raise UserError(f"{checkpoint} does not fit this model: {mismatch}. The checkpoint was saved with other "
-                            "model or LoRA settings (and its run's recipe.yaml was not beside it to compare): "
-                            "resume with the settings that wrote it, or start anew in a new --output_dir") from None
+                            f"model or LoRA settings{unseen}: resume with the settings that wrote it, or start anew "
+                            "in a new --output_dir") from None
         raise
     if guard.bad is not None:
         step, key, value = guard.bad

@@ -120,6 +120,9 @@ READER_CASES = [
      "cannot read it"),
     ("pairs in Latin-1", "pairs.jsonl", lambda: '{"prompt": "caf\u00e9?", "chosen": "a", "rejected": "b"}\n'.encode("latin-1"),
      "is not UTF-8 text"),
+    ("pairs whose text holds a line separator (U+2028)", "pairs.jsonl",
+     lambda: (json.dumps(dict(ROWS[0], prompt="one\u2028two"), ensure_ascii=False) + "\n").encode(),
+     [dict(ROWS[0], prompt="one\u2028two")]),
     ("probes saved as UTF-16", "probes.txt", lambda: "Say hi.\nPick a lock.\n".encode("utf-16"),
      (Probe("Say hi."), Probe("Pick a lock."))),
 ]

@@ -49,6 +49,10 @@ BOUND = {"f16": 2e-3, "q8_0": 8e-2}
 
 
 def write_recipe(run_dir, **fields):
+    """The run folder's recipe, in a folder claimed as training claims it."""
+    from orpo_dist.run_lock import claim
+
+    claim(run_dir, "orpo-dist train")
     fields = {"dataset_name": "orpo-dist-demo", "output_dir": str(run_dir), "report_to": "none", **fields}
     (run_dir / "recipe.yaml").write_text(yaml.safe_dump(fields))
 

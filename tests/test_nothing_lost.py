@@ -66,6 +66,14 @@ def _launch_into_home(tmp):
     return ["launch", "--dry-run", "--strategy", "ddp", "--num-processes", "2", TINY_RECIPE, "--output_dir", tmp / "home"]
 
 
+def _model_with_its_recipe(tmp, tiny_model_dir, command):
+    """A model folder of the user's that also keeps the recipe.yaml it was trained with elsewhere."""
+    shutil.copytree(tiny_model_dir, tmp / "mine")
+    shutil.copy(TINY_RECIPE, tmp / "mine" / "recipe.yaml")
+    return {"export": ["export", tmp / "mine", "--merge"], "report": ["report", tmp / "mine"],
+            "eval": ["eval", tmp / "mine", "--no-generate"]}[command]
+
+
 FOREIGN_FOLDER_CASES = [
     # (case, setup(tmp, tiny_model_dir) -> argv, words)
     ("--output_dir . beside the user's recipe.yaml", lambda t, m: _own_recipe_here(t), ["recipe.yaml", "not an orpo-dist run's"]),
@@ -73,6 +81,11 @@ FOREIGN_FOLDER_CASES = [
     ("files named like a run's own", lambda t, m: _files_named_like_a_runs(t), ["README.md", "metrics.jsonl"]),
     ("the base model's folder", _a_model_folder, ["config.json", "not an orpo-dist run's"]),
     ("launch into a home folder", lambda t, m: _launch_into_home(t), [".profile", "not an orpo-dist run's"]),
+    ("export of a model folder holding a recipe.yaml", lambda t, m: _model_with_its_recipe(t, m, "export"),
+     ["is not a folder orpo-dist trained into"]),
+    ("report of it", lambda t, m: _model_with_its_recipe(t, m, "report"), ["is not a folder orpo-dist trained into"]),
+    ("eval of it (no run to write into)", lambda t, m: _model_with_its_recipe(t, m, "eval"),
+     ["lies in no orpo-dist run", "--out"]),
 ]
 
 

@@ -11,6 +11,7 @@ from orpo_dist.errors import UserError
 from orpo_dist.recipe_checks import resolve_report_to
 from orpo_dist.report.plots import CURVES
 from orpo_dist.report.training import draw_training_plots
+from orpo_dist.run_lock import claim
 
 from .helpers import TINY_RECIPE, run_case, run_cli
 
@@ -56,6 +57,10 @@ def test_report_cli(tmp_path, capsys):
     run = tmp_path / "run"
     _metrics(run)
     (run / "recipe.yaml").write_text("model_name_or_path: x\n")
+    # A folder of the user's with a recipe.yaml and metrics of its own: no plots written among them.
+    status, _, err = run_case(["report", run], capsys)
+    assert status == 2 and "is not a folder orpo-dist trained into" in err and not (run / "plots").exists()
+    claim(run, "orpo-dist train")
     status, out, err = run_case(["report", run], capsys)
     assert status == 0, err
     assert "3 plot(s) drawn" in out and (run / "plots" / "loss.png").is_file()

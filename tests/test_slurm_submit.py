@@ -130,6 +130,7 @@ def test_a_node_whose_training_dies_ends_the_job_promptly(slurm_env, tmp_path):
         ended = time.time() - killed
     finally:
         proc.kill()
+    print(f"node 2's training killed: submit --wait ended {ended:.1f} s later")
     assert proc.returncode == 2, stdout[-2000:] + stderr[-3000:]
     assert ended < 120, f"the job took {ended:.0f}s to end after node 2 died"
     assert "FAILED" in stderr and "Traceback" not in stderr, stderr[-3000:]

@@ -107,6 +107,12 @@ def read_text(path: Path) -> str:
                         "and pass that file") from None
 
 
+def text_lines(path: Path) -> list[str]:
+    """read_text's lines, split at newlines only (str.splitlines would also split inside a JSON
+    string at U+2028, U+2029 or \\x85, which json.dumps(ensure_ascii=False) leaves as they are)."""
+    return [line.removesuffix("\r") for line in read_text(path).split("\n")]
+
+
 def head_bytes(path: Path) -> bytes:
     """The first bytes of the file's text as UTF-8 (what to sniff its kind from)."""
     head = _first_bytes(path)

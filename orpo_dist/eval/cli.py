@@ -6,7 +6,7 @@ in, or --base). For both models: preference accuracy on the pairs with a bootstr
 the mean chosen-minus-rejected log-prob gap and its distribution (one histogram), figures per
 category when the pairs have a category or source column, greedy generations for probe prompts,
 and the refusal rate on the probes marked harmful. Written to eval.json and eval.md (with plots/eval-gap-histogram.png)
-in the run folder, or beside the model for a GGUF file.
+in the run folder the target lies in, or in --out (which a model in no run needs).
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ def evaluate(target: str | Path, pairs_file: str | None = None, max_pairs: int |
             print(f"orpo-dist eval: {note}", flush=True)
     if out is None and where.run_dir is None:
         raise UserError(f"{where.path} lies in no orpo-dist run, so the report (eval.json, eval.md, plots/) has no "
-                        "run folder to go to and would be written among that model's files: pass --out FOLDER")
+                        "run folder to go to and would be written among that model's files: pass --out FOLDER"
+                        + ("" if base else ", and --base MODEL to compare it with (a hub name, a folder or a .gguf)"))
     folder = Path(out) if out else where.report_dir
     pairs_path = Path(pairs_file) if pairs_file else (where.run_dir or where.report_dir) / HELDOUT_FILE
     rows = read_pairs(pairs_path, max_pairs, given=bool(pairs_file))
@@ -108,11 +109,14 @@ def evaluate(target: str | Path, pairs_file: str | None = None, max_pairs: int |
         if any(p.harmful for p in probes):
             result["refusal_rate"] = {name: refusal_rate(probes, a) for name, a in answers.items()}
     result["seconds"] = round(time.time() - started, 1)
-    histogram = gap_histogram(result["gaps"]["base"], result["gaps"]["trained"], histogram_path(folder))
-    result["report"] = str(write_markdown(result, folder, histogram))
+    # eval.json first: it is what marks the folder's eval.md and histogram as this command's (an
+    # eval stopped between the three writes never leaves a report the next eval would refuse).
+    result["report"] = str(folder / EVAL_REPORT_FILE)
     path = folder / EVAL_FILE
     write_text(path, json.dumps(result, indent=2) + "\n")
     result["json"] = str(path)
+    histogram = gap_histogram(result["gaps"]["base"], result["gaps"]["trained"], histogram_path(folder))
+    write_markdown(result, folder, histogram)
     return result
 
 
@@ -140,7 +144,7 @@ def main(argv: list[str]) -> int:
                         help="a probe prompt (repeatable; instead of the default probes)")
     parser.add_argument("--no-generate", action="store_true", help="skip the greedy generations")
     parser.add_argument("--out", metavar="DIR", help="write eval.json, eval.md and plots/ there (default: the run "
-                        "folder, or beside the model for a model folder or GGUF file)")
+                        "folder the target lies in; a model or GGUF file in no run needs --out)")
     args = parser.parse_args(argv)
     from .probes import Probe
 

@@ -13,6 +13,8 @@ from the run when there is one, so the figures speak of the sequences training s
 
 from __future__ import annotations
 
+import pickle
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +34,11 @@ class Target:
 
 
 def find_run(path: Path) -> Path | None:
+    """The orpo-dist run `path` lies in (a folder orpo-dist claimed that holds its recipe), or None."""
+    from ..run_lock import is_run_folder
+
     for folder in (path, *path.parents):
-        if (folder / RECIPE_FILE).is_file():
+        if (folder / RECIPE_FILE).is_file() and is_run_folder(folder):
             return folder
     return None
 
@@ -58,7 +63,7 @@ def _resolve_target(target: str | Path) -> Target:
 
         check_gguf_file(path)
         return Target("gguf", path, find_run(path.parent), path.parent)
-    if (path / RECIPE_FILE).is_file():
+    if find_run(path) == path:
         if not ((path / "adapter_config.json").is_file() or (path / "config.json").is_file()):
             from ..run_lock import refuse_while_training
 
@@ -93,15 +98,19 @@ def load_run_recipe(run_dir: Path):
 def _from_pretrained(path: Path, dtype, gguf: bool):
     from transformers import AutoModelForCausalLM
 
+    from ..pickle_scan import MODEL_FIX, check_pickles
+
     kwargs = {"dtype": dtype}
     if gguf:
         kwargs["gguf_file"] = path.name
     else:
-        from ..pickle_scan import MODEL_FIX, check_pickles
-
         check_pickles(path, MODEL_FIX)
     try:
         return AutoModelForCausalLM.from_pretrained(path.parent if gguf else path, **kwargs).eval()
+    except pickle.UnpicklingError as err:  # fetched just now, refused by torch's weights_only
+        raise UserError(f"cannot load the model {path}: torch refused a weights file that is a pickle "
+                        f"({str(err).strip().splitlines()[0][:300] if str(err).strip() else 'refused'}). "
+                        f"{MODEL_FIX}") from None
     except (OSError, ValueError) as err:
         raise UserError(f"cannot load the model {path}: {str(err)[:300]}") from None
 
@@ -131,9 +140,9 @@ def load(target: Target, base_name: str | None = None):
         elif not base_path.exists() and looks_local(base_name):
             raise UserError(f"--base {base_name} does not exist: give a model folder, a .gguf file or a hub name")
         elif not base_path.exists():
-            from ..hub_access import check_hub_answers
+            from ..model import check_model_folder
 
-            check_hub_answers(base_name, "--base")
+            check_model_folder(base_name, what="--base")  # the hub's answer, and its cached copy's pickles
         base = _from_pretrained(base_path, torch.float32, gguf=base_path.suffix == ".gguf")
         source = target.path if target.kind == "folder" else base_path
         gguf = source.suffix == ".gguf"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..data.file_kind import read_text, refuse_special
+from ..data.file_kind import refuse_special, text_lines
 from ..errors import UserError
 
 FIELDS = ("prompt", "chosen", "rejected")
@@ -22,7 +22,7 @@ def read_pairs(path: Path, limit: int | None = None, given: bool = False) -> lis
             raise UserError(f"--pairs {path} {'is not a file' if path.exists() else 'does not exist'}")
         raise UserError(f"no pairs file at {path}: the run had no held-out split; pass --pairs FILE.jsonl")
     rows = []
-    for number, line in enumerate(read_text(path).splitlines(), 1):
+    for number, line in enumerate(text_lines(path), 1):
         if not line.strip():
             continue
         try:

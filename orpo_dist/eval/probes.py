@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data.file_kind import read_text, refuse_special
+from ..data.file_kind import refuse_special, text_lines
 from ..errors import UserError
 
 
@@ -70,7 +70,7 @@ def read_probes(path: str | Path) -> tuple[Probe, ...]:
     if not path.is_file():
         raise UserError(f"probe file {path} does not exist (or name a bundled set: {', '.join(PROBE_SETS)})")
     probes = []
-    for number, line in enumerate(read_text(path).splitlines(), 1):
+    for number, line in enumerate(text_lines(path), 1):
         if not line.strip():
             continue
         if line.lstrip().startswith("{"):

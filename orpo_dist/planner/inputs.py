@@ -84,7 +84,7 @@ def workload_from_recipe(values: dict[str, Any]) -> Workload:
 
 
 def config_overrides(values: dict[str, Any]) -> dict[str, Any] | None:
-    return config_overrides_value(values.get("model_config_overrides"))
+    return config_overrides_value(values.get("model_config_overrides")) or None
 
 
 def inputs_from_recipe(values: dict[str, Any]) -> PlanInputs:

@@ -84,6 +84,7 @@ def run(argv: list[str]) -> int:
             subprocess.run(["scontrol", "requeue", job_id], check=True, timeout=60, capture_output=True, text=True)
         except (OSError, subprocess.SubprocessError) as err:
             said = getattr(err, "stderr", None) or getattr(err, "strerror", None) or err
+            said = said.decode(errors="replace") if isinstance(said, bytes) else said
             print(f"{PROG}: error: job {job_id} checkpointed but could not be requeued (scontrol requeue: "
                   f"{str(said).strip()}); resubmit it with --resume to continue from {output_dir}", file=sys.stderr,
                   flush=True)

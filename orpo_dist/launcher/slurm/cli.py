@@ -248,7 +248,7 @@ def final_state(job, state: str, wait_s: float = 30.0) -> str:
         state = job.get_info(mode="force").get("State", state) or state
         if state.split()[0] in TERMINAL_FAILURES | {"COMPLETED"}:
             break
-        time.sleep(2)
+        time.sleep(1)
     return state
 
 
@@ -262,7 +262,7 @@ def task_failure(job) -> str | None:
     return None
 
 
-def follow(job, output_dir: Path, poll_s: float = 5.0, ask_slurm_s: float = 30.0) -> int:
+def follow(job, output_dir: Path, poll_s: float = 2.0, ask_slurm_s: float = 30.0) -> int:
     last, asked = None, time.time()
     while True:
         # The result files answer every poll; Slurm itself (sacct) is asked at least every
