@@ -239,6 +239,8 @@ MISSING_CASES = [
      ["model", "nope does not exist"]),
     ("a tokenizer folder that is not there", lambda t, r: train(t, "--tokenizer_name_or_path", "./nope-tok"),
      ["tokenizer ./nope-tok does not exist"]),
+    ("a model name that is no hub id", lambda t, r: train(t, "--model_name_or_path", "my model", "--random_init", "false"),
+     ["'my model'"]),
     ("a recipe that is not there", lambda t, r: ["train", "--config", t / "nope.yaml"], ["nope.yaml does not exist"]),
     ("eval --pairs that is not there", lambda t, r: ["eval", r, "--pairs", t / "nope.jsonl"],
      ["--pairs", "nope.jsonl does not exist"]),
